@@ -1,0 +1,152 @@
+"""`ganrun <command> [hydra overrides]`: pick the command's Hydra app and run it.
+
+The only module that touches Hydra's entry points. Each command has its own primary config
+(`configs/<command>.yaml`) sharing the config groups; adding a command is one entry in
+`ganrun.commands.COMMANDS` and one YAML.
+
+A user error (unknown group option, a bad key or value, missing data, a bad checkpoint) prints
+one line to stderr and exits with code 2. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Callable, NoReturn
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+USAGE = "usage: ganrun <command> [group=option ...] [key=value ...]   (commands: {names})"
+
+
+def fail(message: str) -> NoReturn:
+    """Print a user error as one line and exit with code 2."""
+    print(f"ganrun: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from ganrun.commands import COMMANDS
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    names = ", ".join(COMMANDS.names())
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE.format(names=names))
+        sys.exit(0 if argv else 2)
+    name, overrides = argv[0], argv[1:]
+    if name not in COMMANDS:
+        fail(f"unknown command '{name}' (choose from: {names})")
+    command = COMMANDS.get(name)
+    try:
+        _check_group_choices(name, overrides)
+        _run_hydra(name, _guarded(command.run), overrides)
+    except Exception as exc:  # noqa: BLE001 - sorted into user errors and bugs below
+        message = user_error_message(exc)
+        if message is None:
+            raise
+        fail(message)
+
+
+def _guarded(task: Callable) -> Callable:
+    """Turn a user error inside a job into one line + exit 2 before Hydra's job runner reports it."""
+
+    def job(cfg):
+        try:
+            return task(cfg)
+        except Exception as exc:  # noqa: BLE001 - sorted into user errors and bugs below
+            message = user_error_message(exc)
+            if message is None:
+                raise
+            fail(message)
+
+    job.__name__ = getattr(task, "__name__", "job")
+    job.__module__ = getattr(task, "__module__", __name__)
+    return job
+
+
+def _setup() -> None:
+    from omegaconf import OmegaConf
+
+    from ganrun.config.store import register_configs
+
+    register_configs()
+    if not OmegaConf.has_resolver("ganrun_run_id"):
+        # One short random suffix per process: two runs started in the same second never share
+        # a directory. Cached, so every reference in one run resolves to the same value.
+        run_id = secrets.token_hex(2)
+        OmegaConf.register_new_resolver("ganrun_run_id", lambda: run_id, use_cache=True)
+
+
+def compose(config_name: str, overrides: list[str]):
+    """Compose `configs/<config_name>.yaml` with overrides, inside or outside a running Hydra app."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    _setup()
+    if GlobalHydra.instance().is_initialized():
+        return hydra_compose(config_name=config_name, overrides=overrides)
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return hydra_compose(config_name=config_name, overrides=overrides)
+
+
+def _run_hydra(config_name: str, task: Callable, overrides: list[str]) -> None:
+    import hydra
+
+    _setup()
+    # Let errors reach us instead of Hydra's reporter, so user errors become one line + exit 2.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    app = hydra.main(config_path=str(CONFIG_DIR), config_name=config_name, version_base="1.3")(task)
+    saved_argv = sys.argv
+    sys.argv = [f"ganrun {config_name}", *overrides]
+    try:
+        app()
+    finally:
+        sys.argv = saved_argv
+
+
+def _check_group_choices(config_name: str, overrides: list[str]) -> None:
+    """Reject `model=foo` before Hydra does, listing the valid choices on one line."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from ganrun.errors import UserError
+
+    groups = {p.name for p in CONFIG_DIR.iterdir() if p.is_dir() and p.name != "hydra"}
+    plain = [o for o in overrides if not o.startswith("-")]
+    try:
+        parsed = OverridesParser.create().parse_overrides(plain)
+    except Exception as exc:  # hydra's OverrideParseException
+        raise UserError(f"cannot parse override: {str(exc).splitlines()[0]}") from None
+    for override in parsed:
+        group = override.key_or_group
+        if group not in groups or override.package or override.is_delete():
+            continue
+        choices = sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+        values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [
+            override.value()
+        ]
+        for value in values:
+            if str(value) not in choices:
+                raise UserError(f"unknown {group} '{value}' (choose from: {', '.join(choices)})")
+
+
+def user_error_message(exc: BaseException) -> str | None:
+    """One line for an error the user can fix; None for a bug."""
+    from hydra.errors import HydraException, MissingConfigException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from ganrun.errors import UserError
+
+    if isinstance(exc, UserError):
+        return str(exc)
+    cause = exc.__cause__ if isinstance(exc, HydraException) and exc.__cause__ else exc
+    if isinstance(cause, OmegaConfBaseException):
+        key = getattr(cause, "full_key", None)
+        text = str(getattr(cause, "msg", None) or cause).splitlines()[0].strip()
+        if "MISSING" in text or "Missing mandatory value" in text:
+            return f"missing value for '{key}': pass {key}=<value> on the command line"
+        return f"invalid config for '{key}': {text}" if key else f"invalid config: {text}"
+    if isinstance(exc, (HydraException, MissingConfigException)):
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        return "; ".join(lines[:2]) or type(exc).__name__
+    return None

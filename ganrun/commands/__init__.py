@@ -1,0 +1,31 @@
+"""The CLI's commands: `ganrun <name>` runs COMMANDS.get(name).run on configs/<name>.yaml.
+
+Adding a command is one entry here and one primary config. Each `run` takes the composed
+DictConfig from Hydra; the work itself is an importable function (`train(cfg)`, ...) that
+tests call directly. Imports stay lazy so `ganrun --help` does not load torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ganrun.registry import Registry
+
+
+@dataclass(frozen=True)
+class Command:
+    run: Callable[[Any], Any]  # Hydra task function: DictConfig -> result
+    help: str
+
+
+COMMANDS: Registry[Command] = Registry("command")
+
+
+def _train(cfg: Any) -> Any:
+    from ganrun.commands.train import run
+
+    return run(cfg)
+
+
+COMMANDS.register("train")(Command(_train, "train a GAN"))

@@ -1,0 +1,276 @@
+"""`ganrun train`: wire config → builders → loop → observers, and return the final metrics."""
+
+from __future__ import annotations
+
+import copy
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from ganrun.config.schema import TrainAppConfig
+from ganrun.config.validate import validate
+from ganrun.data import ArrayDataset, DataSpec, build_dataset, to_model_range
+from ganrun.data.loader import BatchSource
+from ganrun.errors import UserError
+from ganrun.losses import build_loss
+from ganrun.models import build_models, count_parameters
+from ganrun.observe.console import Console, print_config_tree
+from ganrun.observe.images import image_grid, save_png, scatter_plot
+from ganrun.observe.stats import Stats
+from ganrun.observe.tensorboard import TensorBoard
+from ganrun.optim import build_optimizers
+from ganrun.train import checkpoint as ckpt
+from ganrun.train.loop import Schedule, train_loop
+from ganrun.train.step import GanStep, StepSettings
+
+SCATTER_SAMPLES = 2500  # points in the 2-D scatter plots (the PacGAN/VEEGAN sample size)
+
+
+def run(cfg: DictConfig) -> Optional[float]:
+    """Hydra task function: the run dir and overrides come from Hydra's runtime config."""
+    from hydra.core.hydra_config import HydraConfig
+
+    hc = HydraConfig.get()
+    result = train(cfg, run_dir=Path(hc.runtime.output_dir), overrides=list(hc.overrides.task))
+    return result.get("loss/G")
+
+
+def to_typed(cfg: DictConfig) -> TrainAppConfig:
+    typed = OmegaConf.to_object(cfg)
+    assert isinstance(typed, TrainAppConfig), type(typed)
+    validate(typed)
+    return typed
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("device=cuda but no CUDA device is available; use device=cpu or device=auto")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def total_steps(t, dataset_size: int) -> int:
+    if t.max_steps is not None:
+        return t.max_steps
+    per_epoch = max(1, dataset_size // (t.batch_size * t.n_critic))
+    return max(1, round(t.epochs * per_epoch))
+
+
+def fixed_inputs(G, spec: DataSpec, n: int, seed: int, device: torch.device):
+    """The sample grid's noise (and labels: one row per class) from a seeded generator."""
+    gen = torch.Generator().manual_seed(seed + 1)
+    if not spec.is_image:
+        n = SCATTER_SAMPLES
+    c = None
+    if G.num_classes:
+        cols = max(1, n // G.num_classes)
+        c = torch.arange(G.num_classes).repeat_interleave(cols)
+        n = len(c)
+    z = torch.randn(n, G.latent_dim, generator=gen)
+    return z.to(device), None if c is None else c.to(device)
+
+
+@torch.no_grad()
+def generate(G, z: torch.Tensor, c: Optional[torch.Tensor], batch: int = 1000) -> torch.Tensor:
+    was_training = G.training
+    G.eval()
+    out = torch.cat([G(z[i : i + batch], None if c is None else c[i : i + batch]).float()
+                     for i in range(0, len(z), batch)])
+    G.train(was_training)
+    return out
+
+
+def render(samples: torch.Tensor, spec: DataSpec, data: torch.Tensor, nrow: Optional[int]) -> np.ndarray:
+    if spec.is_image:
+        return image_grid(samples, nrow=nrow)
+    return scatter_plot(samples, data[:SCATTER_SAMPLES * 4])
+
+
+@dataclass
+class RunJobs:
+    """The run's periodic host work (the loop's `Jobs`): logging, samples, checkpoints."""
+
+    run_dir: Path
+    tb: TensorBoard
+    console: Console
+    G: torch.nn.Module
+    D: torch.nn.Module
+    G_ema: Optional[torch.nn.Module]
+    opt_G: torch.optim.Optimizer
+    opt_D: torch.optim.Optimizer
+    source: BatchSource
+    dataset: ArrayDataset
+    fixed_z: torch.Tensor
+    fixed_c: Optional[torch.Tensor]
+    record: dict[str, Any]  # config, overrides, model identity: written into every checkpoint
+    keep_last: int
+    checkpoint_every: int
+    saved: list[Path] = field(default_factory=list)
+
+    @property
+    def sampler(self):
+        return self.G_ema if self.G_ema is not None else self.G
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        self.tb.scalars(step, values)
+        self.console.log(step, values)
+
+    def samples(self, step: int) -> None:
+        spec = self.dataset.spec
+        fakes = generate(self.sampler, self.fixed_z, self.fixed_c)
+        nrow = len(fakes) // self.sampler.num_classes if self.sampler.num_classes else None
+        img = render(fakes, spec, self.dataset.data, nrow)
+        self.tb.image("samples/fixed_noise", img, step)
+        save_png(img, self.run_dir / "samples" / f"fakes_{step:07d}.png")
+        self.tb.flush()
+
+    def evaluate(self, step: int) -> Optional[dict[str, float]]:
+        return None
+
+    def state(self, step: int, nimg: int) -> dict[str, Any]:
+        return {
+            "step": step,
+            "nimg": nimg,
+            "G": self.G.state_dict(),
+            "D": self.D.state_dict(),
+            "G_ema": None if self.G_ema is None else self.G_ema.state_dict(),
+            "opt_G": self.opt_G.state_dict(),
+            "opt_D": self.opt_D.state_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "data": self.source.state_dict(),
+            },
+            "fixed_z": self.fixed_z.cpu(),
+            "fixed_c": None if self.fixed_c is None else self.fixed_c.cpu(),
+            **self.record,
+        }
+
+    def checkpoint(self, step: int, nimg: int) -> None:
+        folder = self.run_dir / ckpt.CHECKPOINT_DIR
+        state = self.state(step, nimg)
+        ckpt.save_checkpoint(folder / ckpt.LAST, state)
+        if self.keep_last > 0 and step % self.checkpoint_every == 0:
+            path = folder / f"step_{step:07d}.pt"
+            ckpt.save_checkpoint(path, state)
+            self.saved.append(path)
+            while len(self.saved) > self.keep_last:
+                self.saved.pop(0).unlink(missing_ok=True)
+
+
+def resume_config(cfg: DictConfig, overrides: Sequence[str]) -> tuple[DictConfig, dict[str, Any]]:
+    """Recompose the run being resumed: its own overrides, then today's (which win)."""
+    from ganrun.cli import compose
+
+    state = ckpt.load_checkpoint(cfg.trainer.resume)
+    keep = [o for o in overrides if not o.lstrip("+~").startswith("trainer.resume=")]
+    merged = [*state.get("overrides", []), *keep, f"trainer.resume={state['path']}"]
+    return compose("train", merged), state
+
+
+def train(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> dict[str, float]:
+    """Train a GAN as `cfg` (the composed train config) says; write everything into `run_dir`.
+
+    Returns the last logged scalars (and metrics, when evaluation is on).
+    """
+    to_typed(cfg)  # fail on a bad value before touching anything
+    resumed: Optional[dict[str, Any]] = None
+    if cfg.trainer.resume:
+        cfg, resumed = resume_config(cfg, overrides)
+        overrides = [o for o in resumed.get("overrides", [])]
+    c = to_typed(cfg)
+    run_dir = Path(run_dir)
+    last = run_dir / ckpt.CHECKPOINT_DIR / ckpt.LAST
+    if last.exists() and (resumed is None or Path(resumed["path"]).resolve() != last.resolve()):
+        raise UserError(f"{run_dir} already holds a run ({last}); resume it with trainer.resume={run_dir} "
+                        "or choose another hydra.run.dir")
+
+    # build: device, data, models, loss, optimizers
+    device = pick_device(c.device.name)
+    if c.device.deterministic:
+        torch.use_deterministic_algorithms(True)
+    if c.device.precision == "fp16" and device.type != "cuda":
+        raise UserError("device.precision=fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
+    seed_everything(c.seed)
+    dataset = build_dataset(c.dataset)
+    spec = dataset.spec
+    G, D = build_models(c.model, spec)
+    G, D = G.to(device), D.to(device)
+    G_ema = copy.deepcopy(G).requires_grad_(False) if c.trainer.ema_decay > 0 else None
+    loss = build_loss(c.loss)
+    opt_G, opt_D = build_optimizers(c.optimizer, G, D)
+    source = BatchSource(dataset, c.trainer.batch_size, device, seed=c.seed,
+                         device_resident=c.dataset.device_resident)
+    fixed_z, fixed_c = fixed_inputs(G, spec, c.trainer.num_sample_images, c.seed, device)
+    steps = total_steps(c.trainer, spec.size)
+
+    # restore
+    start_step, start_nimg = 0, 0
+    if resumed is not None:
+        ckpt.check_identity(resumed, ckpt.model_identity(c.model, spec))
+        G.load_state_dict(resumed["G"])
+        D.load_state_dict(resumed["D"])
+        if G_ema is not None and resumed.get("G_ema") is not None:
+            G_ema.load_state_dict(resumed["G_ema"])
+        opt_G.load_state_dict(resumed["opt_G"])
+        opt_D.load_state_dict(resumed["opt_D"])
+        source.load_state_dict(resumed["rng"]["data"])
+        torch.set_rng_state(resumed["rng"]["torch"])
+        if device.type == "cuda" and resumed["rng"]["cuda"]:
+            torch.cuda.set_rng_state_all(resumed["rng"]["cuda"])
+        fixed_z = resumed["fixed_z"].to(device)
+        fixed_c = None if resumed["fixed_c"] is None else resumed["fixed_c"].to(device)
+        start_step, start_nimg = int(resumed["step"]), int(resumed["nimg"])
+
+    # observers
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    console = Console(c.logger.progress, steps, start_step)
+    if c.logger.print_config and c.logger.progress != "none":
+        print_config_tree(resolved)
+    for note in dataset.notes:
+        console.message(f"warning: {note}", style="warning")
+    console.message(
+        f"{c.model.name}: G {count_parameters(G):,} params, D {count_parameters(D):,} params | "
+        f"{spec.name} {spec.size:,} × {tuple(spec.shape)} on {device} | {steps:,} steps"
+        + (f" (resuming at {start_step:,})" if start_step else "")
+        + f" | run dir {run_dir}"
+    )
+    tb = TensorBoard(run_dir, enabled=c.logger.tensorboard, purge_step=start_step + 1 if start_step else None)
+    if start_step == 0:
+        tb.text("config", "```yaml\n" + OmegaConf.to_yaml(cfg) + "```")
+        if spec.is_image:
+            tb.image("samples/reals", image_grid(to_model_range(dataset.data[: len(fixed_z)])), 0)
+    record = {"config": resolved, "overrides": list(overrides), "model_id": ckpt.model_identity(c.model, spec)}
+    jobs = RunJobs(run_dir, tb, console, G, D, G_ema, opt_G, opt_D, source, dataset, fixed_z, fixed_c, record,
+                   c.trainer.keep_last, c.trainer.checkpoint_every)
+    if start_step == 0:
+        jobs.samples(0)
+
+    # train
+    step_fn = GanStep(G, D, G_ema, loss, opt_G, opt_D,
+                      StepSettings(c.trainer.n_critic, c.trainer.ema_decay, c.dataset.flip, c.device.precision), device)
+    schedule = Schedule(steps, c.trainer.log_every, c.trainer.sample_every, c.trainer.checkpoint_every, c.eval.every)
+    try:
+        result = train_loop(
+            step_fn, lambda: [source.next() for _ in range(c.trainer.n_critic)], Stats(), schedule, jobs,
+            start_step=start_step, start_nimg=start_nimg, images_per_step=c.trainer.batch_size,
+            progress=console.advance, should_stop=lambda: False,
+        )
+    finally:
+        console.close()
+        tb.close()
+    console.message(f"done: {int(result['step']):,} steps; checkpoint {run_dir / ckpt.CHECKPOINT_DIR / ckpt.LAST}")
+    return result
+

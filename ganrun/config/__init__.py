@@ -1,0 +1,1 @@
+"""Typed configs: schema (dataclasses), ConfigStore registration, validation."""

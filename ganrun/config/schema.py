@@ -1,0 +1,156 @@
+"""Structured configs: one dataclass per config group.
+
+Types are checked by OmegaConf when Hydra composes the config (a typo or a non-number fails
+there); value ranges and cross-field rules are checked by `ganrun.config.validate` before any
+work. Every default lives in `configs/`; the values here only document the type and the unit.
+This module imports nothing from ganrun.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from omegaconf import MISSING
+
+
+@dataclass
+class DatasetConfig:
+    name: str = MISSING  # registry name: fashion_mnist, mnist, cifar10, folder, ring8, grid25
+    root: Optional[str] = None  # data folder; None: $GANRUN_DATA, then /usr/share/datasets/<name>
+    download: bool = False  # let torchvision download when no local copy exists (needs a network)
+    image_size: Optional[int] = None  # pixels; images are resized to this; None: native size
+    channels: Optional[int] = None  # 1 or 3 to convert (folder); None: as stored
+    split: str = "train"  # train or test
+    limit: Optional[int] = None  # use only the first `limit` examples; None: all
+    flip: bool = False  # random horizontal flips, applied inside the training step
+    device_resident: bool = True  # hold the uint8 set on the training device when it fits
+    num_points: int = 100_000  # 2-D mixtures: size of the generated training set
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING  # registry name: mlp, dcgan, cgan, wgan_gp, ...
+    latent_dim: int = 100  # size of z
+    conditional: bool = False  # G and D take class labels c (needs a labelled dataset)
+    embed_dim: int = 50  # conditional models: size of the label embedding
+    ngf: int = 64  # conv generators: width of the last block (channels)
+    ndf: int = 64  # conv discriminators: width of the first block (channels)
+    image_size: Optional[int] = None  # conv models: 32 or 64; None: the dataset's size
+    norm: str = "batch"  # conv discriminator normalization: batch, layer or none
+    spectral_norm: bool = False  # spectral normalization on every D layer
+    minibatch_std: bool = False  # minibatch standard-deviation feature in D (against mode collapse)
+    dropout: float = 0.3  # MLP discriminator dropout probability
+
+
+@dataclass
+class LossConfig:
+    name: str = MISSING  # objective: minimax, non_saturating, hinge, least_squares, wasserstein
+    real_label: float = 1.0  # target for real data (0.9: one-sided label smoothing)
+    fake_label: float = 0.0  # target for fakes (0.02 with real 0.98: two-sided smoothing)
+    gp_weight: float = 0.0  # λ of the gradient penalty on interpolates; 0: off
+    r1_gamma: float = 0.0  # γ of the R1 penalty on real data; 0: off
+    r1_every: int = 1  # steps between R1 evaluations (lazy regularization); 1: every step
+    instance_noise: float = 0.0  # std of Gaussian noise added to D's inputs; 0: off
+    feature_matching: float = 0.0  # weight of the feature-matching G loss; 0: off
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = MISSING  # registry name: adam, rmsprop, sgd
+    lr: float = 2e-4  # learning rate of both nets unless g_lr/d_lr are set
+    g_lr: Optional[float] = None  # generator learning rate (TTUR); None: lr
+    d_lr: Optional[float] = None  # discriminator learning rate (TTUR); None: lr
+    betas: list[float] = field(default_factory=lambda: [0.5, 0.999])  # adam
+    momentum: float = 0.0  # sgd, rmsprop
+    alpha: float = 0.99  # rmsprop smoothing constant
+    eps: float = 1e-8  # adam, rmsprop
+    weight_decay: float = 0.0
+
+
+@dataclass
+class DeviceConfig:
+    name: str = "auto"  # auto (cuda when available), cpu or cuda
+    precision: str = "fp32"  # fp32, bf16 or fp16 (autocast; losses stay fp32)
+    channels_last: bool = False  # conv models: NHWC memory format on CUDA
+    deterministic: bool = False  # torch.use_deterministic_algorithms; bit-exact reruns on CPU
+
+
+@dataclass
+class TrainerConfig:
+    batch_size: int = 128  # images per D step
+    max_steps: Optional[int] = None  # generator steps to train; None: use epochs
+    epochs: Optional[float] = None  # passes over the data (in D batches); used when max_steps is None
+    n_critic: int = 1  # D steps per G step (5 for WGAN-GP)
+    ema_decay: float = 0.0  # EMA of G's weights per step (e.g. 0.999); 0: off
+    log_every: int = 50  # steps between reading scalars to the host and logging them
+    sample_every: int = 500  # steps between sample grids; 0: only at the end
+    checkpoint_every: int = 1000  # steps between checkpoints/last.pt; the end always saves
+    keep_last: int = 1  # how many step-numbered checkpoints to keep besides last.pt and best.pt
+    resume: Optional[str] = None  # checkpoint file or run dir to continue from
+    compile: str = "none"  # none, graph (CUDA graph of the step) or inductor (torch.compile)
+    on_nan: str = "stop"  # stop: end with a message, keeping the last good checkpoint
+    num_sample_images: int = 64  # images in the fixed-noise sample grid
+
+
+@dataclass
+class LoggerConfig:
+    tensorboard: bool = True  # write TensorBoard events into the run dir
+    progress: str = "auto"  # auto (rich bar on a terminal, lines otherwise), rich, plain or none
+    print_config: bool = True  # print the config tree at start
+
+
+@dataclass
+class EvalConfig:
+    every: int = 0  # steps between evaluations during training; 0: off
+    num_samples: int = 10_000  # generated samples per evaluation
+    features: str = "domain"  # feature network: domain (ours) or inception
+    inception_weights: Optional[str] = None  # path to pytorch-fid's pt_inception-*.pth
+    cache_dir: Optional[str] = None  # where fitted feature networks and statistics are kept
+    batch_size: int = 500  # generation and feature extraction batch size
+    seed: int = 0  # seed of the evaluation noise
+
+
+@dataclass
+class TrainAppConfig:
+    dataset: DatasetConfig = MISSING
+    model: ModelConfig = MISSING
+    loss: LossConfig = MISSING
+    optimizer: OptimizerConfig = MISSING
+    device: DeviceConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    logger: LoggerConfig = MISSING
+    eval: EvalConfig = MISSING
+    seed: int = 0  # seeds torch, numpy and python; same seed, same run
+
+
+GROUPS: dict[str, type] = {
+    "dataset": DatasetConfig,
+    "model": ModelConfig,
+    "loss": LossConfig,
+    "optimizer": OptimizerConfig,
+    "device": DeviceConfig,
+    "trainer": TrainerConfig,
+    "logger": LoggerConfig,
+    "eval": EvalConfig,
+}
+
+
+@dataclass
+class EvalAppConfig:
+    checkpoint: str = MISSING  # checkpoint file or run dir to evaluate
+    eval: EvalConfig = MISSING
+    device: DeviceConfig = MISSING
+    logger: LoggerConfig = MISSING
+    seed: int = 0
+
+
+@dataclass
+class SampleAppConfig:
+    checkpoint: str = MISSING  # checkpoint file or run dir to sample from
+    n: int = 64  # images in the grid
+    label: Optional[int] = None  # conditional models: class of every sample; None: one row per class
+    out: Optional[str] = None  # PNG path; None: samples/<name>.png next to the checkpoint
+    interpolate: bool = False  # a latent interpolation strip instead of independent samples
+    device: DeviceConfig = MISSING
+    seed: int = 0

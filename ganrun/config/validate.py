@@ -1,0 +1,125 @@
+"""Value ranges and cross-field rules, checked before any work.
+
+OmegaConf has already checked the types when Hydra composed the config; here each rule that a
+type cannot express raises `UserError` with one line naming the key and the valid values.
+Rules that need facts about the data (a conditional model needs labels) live with the builders
+that learn those facts, and raise the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from ganrun.errors import UserError
+
+
+def _positive(name: str, value: Any, *, allow_none: bool = False, allow_zero: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if value is None or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise UserError(f"{name} must be {bound}, got {value}")
+
+
+def _one_of(name: str, value: Any, choices: Iterable[Any]) -> None:
+    choices = list(choices)
+    if value not in choices:
+        raise UserError(f"{name} must be one of {', '.join(map(str, choices))}; got '{value}'")
+
+
+def _probability(name: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise UserError(f"{name} must be in [0, 1], got {value}")
+
+
+def validate_dataset(d) -> None:
+    _positive("dataset.image_size", d.image_size, allow_none=True)
+    if d.channels is not None:
+        _one_of("dataset.channels", d.channels, [1, 3])
+    _one_of("dataset.split", d.split, ["train", "test"])
+    _positive("dataset.limit", d.limit, allow_none=True)
+    _positive("dataset.num_points", d.num_points)
+
+
+def validate_model(m) -> None:
+    _positive("model.latent_dim", m.latent_dim)
+    _positive("model.embed_dim", m.embed_dim)
+    _positive("model.ngf", m.ngf)
+    _positive("model.ndf", m.ndf)
+    if m.image_size is not None:
+        _one_of("model.image_size", m.image_size, [32, 64])
+    _one_of("model.norm", m.norm, ["batch", "layer", "none"])
+    if not 0.0 <= m.dropout < 1.0:
+        raise UserError(f"model.dropout must be in [0, 1), got {m.dropout}")
+
+
+def validate_loss(loss) -> None:
+    _probability("loss.real_label", loss.real_label)
+    _probability("loss.fake_label", loss.fake_label)
+    for key in ("gp_weight", "r1_gamma", "instance_noise", "feature_matching"):
+        _positive(f"loss.{key}", getattr(loss, key), allow_zero=True)
+    _positive("loss.r1_every", loss.r1_every)
+
+
+def validate_optimizer(o) -> None:
+    _positive("optimizer.lr", o.lr)
+    _positive("optimizer.g_lr", o.g_lr, allow_none=True)
+    _positive("optimizer.d_lr", o.d_lr, allow_none=True)
+    if len(o.betas) != 2 or not all(0.0 <= b < 1.0 for b in o.betas):
+        raise UserError(f"optimizer.betas must be two numbers in [0, 1), got {list(o.betas)}")
+    _positive("optimizer.momentum", o.momentum, allow_zero=True)
+    _positive("optimizer.eps", o.eps)
+    _positive("optimizer.weight_decay", o.weight_decay, allow_zero=True)
+
+
+def validate_device(d) -> None:
+    _one_of("device.name", d.name, ["auto", "cpu", "cuda"])
+    _one_of("device.precision", d.precision, ["fp32", "bf16", "fp16"])
+
+
+def validate_trainer(t) -> None:
+    _positive("trainer.batch_size", t.batch_size)
+    _positive("trainer.max_steps", t.max_steps, allow_none=True)
+    _positive("trainer.epochs", t.epochs, allow_none=True)
+    if t.max_steps is None and t.epochs is None:
+        raise UserError("set trainer.max_steps or trainer.epochs (both are null)")
+    _positive("trainer.n_critic", t.n_critic)
+    if not 0.0 <= t.ema_decay < 1.0:
+        raise UserError(f"trainer.ema_decay must be in [0, 1), got {t.ema_decay}")
+    _positive("trainer.log_every", t.log_every)
+    _positive("trainer.sample_every", t.sample_every, allow_zero=True)
+    _positive("trainer.checkpoint_every", t.checkpoint_every)
+    _positive("trainer.keep_last", t.keep_last, allow_zero=True)
+    _one_of("trainer.compile", t.compile, ["none", "graph", "inductor"])
+    _one_of("trainer.on_nan", t.on_nan, ["stop"])
+    _positive("trainer.num_sample_images", t.num_sample_images)
+
+
+def validate_logger(lg) -> None:
+    _one_of("logger.progress", lg.progress, ["auto", "rich", "plain", "none"])
+
+
+def validate_eval(e) -> None:
+    _positive("eval.every", e.every, allow_zero=True)
+    _positive("eval.num_samples", e.num_samples)
+    _one_of("eval.features", e.features, ["domain", "inception"])
+    _positive("eval.batch_size", e.batch_size)
+
+
+VALIDATORS = {
+    "dataset": validate_dataset,
+    "model": validate_model,
+    "loss": validate_loss,
+    "optimizer": validate_optimizer,
+    "device": validate_device,
+    "trainer": validate_trainer,
+    "logger": validate_logger,
+    "eval": validate_eval,
+}
+
+
+def validate(cfg) -> None:
+    """Check every group present on `cfg` (a typed app config); raise UserError on the first problem."""
+    for group, check in VALIDATORS.items():
+        if hasattr(cfg, group):
+            check(getattr(cfg, group))

@@ -1,0 +1,41 @@
+"""Building blocks shared by the families: minibatch stddev, spectral norm, label embedding."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class MinibatchStdDev(nn.Module):
+    """Append the mean (over features) of the per-feature std across groups of the batch.
+
+    Gives D a direct view of sample diversity, so a collapsed G is easy to spot (Karras et al.
+    2018). Works on (N, F) vectors and (N, C, H, W) maps; adds one feature / one channel.
+    """
+
+    def __init__(self, group_size: int = 4) -> None:
+        super().__init__()
+        self.group_size = group_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        g = min(self.group_size, n)
+        if n % g:
+            g = 1 if n % 2 else 2
+        y = x.reshape(g, -1, *x.shape[1:]).float()  # (G, N/G, ...)
+        y = (y - y.mean(0)).square().mean(0).add(1e-8).sqrt()  # (N/G, ...) std over the group
+        y = y.flatten(1).mean(1)  # (N/G,)
+        y = y.repeat(g).to(x.dtype)  # (N,)
+        if x.ndim == 2:
+            return torch.cat([x, y[:, None]], dim=1)
+        return torch.cat([x, y[:, None, None, None].expand(n, 1, *x.shape[2:])], dim=1)
+
+
+def apply_spectral_norm(module: nn.Module) -> nn.Module:
+    """Wrap every Linear/Conv/ConvTranspose weight of `module` in spectral normalization."""
+    for name, child in list(module.named_children()):
+        if isinstance(child, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            setattr(module, name, nn.utils.parametrizations.spectral_norm(child))
+        else:
+            apply_spectral_norm(child)
+    return module

@@ -1,0 +1,82 @@
+"""The MLP GAN of the classic tutorial, and its conditional form (`cgan`, Mirza & Osindero 2014).
+
+G: z (latent_dim) [+ Embedding(num_classes, embed_dim)(c)] → Linear 256 → LReLU(0.2) → BN →
+   Linear 512 → LReLU → BN → Linear 1024 → LReLU → BN → Linear prod(shape) → Tanh for images
+   (identity for 2-D points, whose coordinates are not bounded to [-1, 1]).
+   1,489,936 parameters for 28×28×1; 1,503,236 conditional with 10 classes.
+D: x flattened [+ Embedding(num_classes, embed_dim)(c)] → Linear 512 → LReLU → Dropout(0.3) →
+   Linear 256 → LReLU → Dropout(0.3) → [minibatch std] → Linear 1 (a logit; the loss applies the
+   sigmoid in its stable logits form). 533,505 parameters for 28×28×1; 559,605 conditional.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+from torch import nn
+
+from ganrun.models.base import MODELS, Discriminator, Generator, assert_shape
+from ganrun.models.layers import MinibatchStdDev, apply_spectral_norm
+
+G_WIDTHS = (256, 512, 1024)
+D_WIDTHS = (512, 256)
+
+
+class MLPGenerator(Generator):
+    def __init__(self, latent_dim: int, out_shape: tuple[int, ...], num_classes: int = 0,
+                 embed_dim: int = 50, tanh: bool = True) -> None:
+        super().__init__(latent_dim, out_shape, num_classes)
+        self.embed = nn.Embedding(num_classes, embed_dim) if num_classes else None
+        layers: list[nn.Module] = []
+        width = latent_dim + (embed_dim if num_classes else 0)
+        for out in G_WIDTHS:
+            layers += [nn.Linear(width, out), nn.LeakyReLU(0.2), nn.BatchNorm1d(out)]
+            width = out
+        layers.append(nn.Linear(width, math.prod(out_shape)))
+        if tanh:
+            layers.append(nn.Tanh())
+        self.net = nn.Sequential(*layers)
+
+    def synthesize(self, z: torch.Tensor, c: Optional[torch.Tensor]) -> torch.Tensor:
+        if self.embed is not None:
+            z = torch.cat([z, self.embed(c)], dim=1)  # (N, latent + embed)
+        return self.net(z).view(z.shape[0], *self.out_shape)
+
+
+class MLPDiscriminator(Discriminator):
+    def __init__(self, in_shape: tuple[int, ...], num_classes: int = 0, embed_dim: int = 50,
+                 dropout: float = 0.3, minibatch_std: bool = False) -> None:
+        super().__init__(in_shape, num_classes)
+        self.embed = nn.Embedding(num_classes, embed_dim) if num_classes else None
+        layers: list[nn.Module] = []
+        width = math.prod(in_shape) + (embed_dim if num_classes else 0)
+        for out in D_WIDTHS:
+            layers += [nn.Linear(width, out), nn.LeakyReLU(0.2), nn.Dropout(dropout)]
+            width = out
+        self.features = nn.Sequential(*layers)
+        self.mbstd = MinibatchStdDev() if minibatch_std else None
+        self.head = nn.Linear(width + (1 if minibatch_std else 0), 1)
+
+    def forward_features(self, x: torch.Tensor, c: Optional[torch.Tensor] = None):
+        assert_shape(x, (None, *self.in_shape), "D input")
+        h = x.flatten(1)  # (N, prod(shape))
+        if self.embed is not None:
+            h = torch.cat([h, self.embed(c)], dim=1)
+        feats = self.features(h)  # (N, 256)
+        logits = self.head(feats if self.mbstd is None else self.mbstd(feats)).squeeze(1)  # (N,)
+        return logits, feats
+
+
+def _build(cfg, spec, num_classes: int):
+    G = MLPGenerator(cfg.latent_dim, spec.shape, num_classes, cfg.embed_dim, tanh=spec.is_image)
+    D = MLPDiscriminator(spec.shape, num_classes, cfg.embed_dim, cfg.dropout, cfg.minibatch_std)
+    if cfg.spectral_norm:
+        apply_spectral_norm(D)
+    return G, D
+
+
+@MODELS.register("mlp")
+def build_mlp(cfg, spec):
+    return _build(cfg, spec, spec.num_classes if cfg.conditional else 0)

@@ -1,0 +1,26 @@
+"""Optimizers by config name; separate learning rates for G and D (TTUR)."""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import torch
+from torch import nn
+
+from ganrun.registry import Registry
+
+Factory = Callable[[Iterable[nn.Parameter], float, object], torch.optim.Optimizer]
+OPTIMIZERS: Registry[Factory] = Registry("optimizer")
+
+
+@OPTIMIZERS.register("adam")
+def adam(params, lr: float, cfg) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
+
+
+def build_optimizers(cfg, G: nn.Module, D: nn.Module) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+    """(opt_G, opt_D) from an OptimizerConfig; g_lr/d_lr default to lr."""
+    make = OPTIMIZERS.get(cfg.name)
+    g_lr = cfg.lr if cfg.g_lr is None else cfg.g_lr
+    d_lr = cfg.lr if cfg.d_lr is None else cfg.d_lr
+    return make(G.parameters(), g_lr, cfg), make(D.parameters(), d_lr, cfg)
