@@ -112,11 +112,11 @@ def _check_group_choices(config_name: str, overrides: list[str]) -> None:
     from ganrun.errors import UserError
 
     groups = {p.name for p in CONFIG_DIR.iterdir() if p.is_dir() and p.name != "hydra"}
-    plain = [o for o in overrides if not o.startswith("-")]
+    plain = [o for o in overrides if "=" in o and not o.startswith("-")]  # not flags or their values
     try:
         parsed = OverridesParser.create().parse_overrides(plain)
     except Exception as exc:  # hydra's OverrideParseException
-        raise UserError(f"cannot parse override: {str(exc).splitlines()[0]}") from None
+        raise UserError(f"cannot parse override: {str(exc).strip().splitlines()[0]}") from None
     for override in parsed:
         group = override.key_or_group
         if group not in groups or override.package or override.is_delete():
