@@ -29,3 +29,12 @@ def _train(cfg: Any) -> Any:
 
 
 COMMANDS.register("train")(Command(_train, "train a GAN"))
+
+
+def _sample(cfg: Any) -> Any:
+    from ganrun.commands.sample import run
+
+    return run(cfg)
+
+
+COMMANDS.register("sample")(Command(_sample, "write a PNG grid of samples from a checkpoint"))

@@ -170,6 +170,19 @@ class RunJobs:
                 self.saved.pop(0).unlink(missing_ok=True)
 
 
+def spec_to_dict(spec: DataSpec) -> dict[str, Any]:
+    """The DataSpec as plain containers (checkpoints hold no custom classes)."""
+    return {"name": spec.name, "kind": spec.kind, "shape": list(spec.shape), "num_classes": spec.num_classes,
+            "size": spec.size, "class_names": list(spec.class_names),
+            "centers": [list(c) for c in spec.centers], "mode_std": spec.mode_std}
+
+
+def spec_from_dict(d: dict[str, Any]) -> DataSpec:
+    return DataSpec(name=d["name"], kind=d["kind"], shape=tuple(d["shape"]), num_classes=d["num_classes"],
+                    size=d["size"], class_names=tuple(d["class_names"]),
+                    centers=tuple(tuple(c) for c in d["centers"]), mode_std=d["mode_std"])
+
+
 def resume_config(cfg: DictConfig, overrides: Sequence[str]) -> tuple[DictConfig, dict[str, Any]]:
     """Recompose the run being resumed: its own overrides, then today's (which win)."""
     from ganrun.cli import compose
@@ -252,7 +265,8 @@ def train(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> dict
         tb.text("config", "```yaml\n" + OmegaConf.to_yaml(cfg) + "```")
         if spec.is_image:
             tb.image("samples/reals", image_grid(to_model_range(dataset.data[: len(fixed_z)])), 0)
-    record = {"config": resolved, "overrides": list(overrides), "model_id": ckpt.model_identity(c.model, spec)}
+    record = {"config": resolved, "overrides": list(overrides), "model_id": ckpt.model_identity(c.model, spec),
+              "spec": spec_to_dict(spec)}
     jobs = RunJobs(run_dir, tb, console, G, D, G_ema, opt_G, opt_D, source, dataset, fixed_z, fixed_c, record,
                    c.trainer.keep_last, c.trainer.checkpoint_every)
     if start_step == 0:
