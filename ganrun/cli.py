@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     command = COMMANDS.get(name)
     try:
         _check_group_choices(name, overrides)
+        _prevalidate(name, overrides)
         _run_hydra(name, _guarded(command.run), overrides)
     except Exception as exc:  # noqa: BLE001 - sorted into user errors and bugs below
         message = user_error_message(exc)
@@ -128,6 +129,24 @@ def _check_group_choices(config_name: str, overrides: list[str]) -> None:
         for value in values:
             if str(value) not in choices:
                 raise UserError(f"unknown {group} '{value}' (choose from: {', '.join(choices)})")
+
+
+HYDRA_FLAGS_WITHOUT_A_RUN = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion",
+                              "-sc", "--multirun", "-m"}
+
+
+def _prevalidate(config_name: str, overrides: list[str]) -> None:
+    """Compose and validate before Hydra creates a run dir, so bad input leaves nothing behind.
+
+    Skipped for Hydra's own flags (help, --cfg, multirun: each job validates itself).
+    """
+    if any(arg in HYDRA_FLAGS_WITHOUT_A_RUN for arg in overrides) or any(a.startswith("-") for a in overrides):
+        return
+    from omegaconf import OmegaConf
+
+    from ganrun.config.validate import validate
+
+    validate(OmegaConf.to_object(compose(config_name, overrides)))
 
 
 def user_error_message(exc: BaseException) -> str | None:
