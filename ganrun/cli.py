@@ -38,6 +38,10 @@ def main(argv: list[str] | None = None) -> None:
     if name not in COMMANDS:
         fail(f"unknown command '{name}' (choose from: {names})")
     command = COMMANDS.get(name)
+    if command.actions:
+        if not overrides or overrides[0] not in command.actions:
+            fail(f"usage: ganrun {name} <{'|'.join(command.actions)}> [overrides]")
+        overrides = [f"action={overrides[0]}", *overrides[1:]]
     try:
         _check_group_choices(name, overrides)
         _prevalidate(name, overrides)

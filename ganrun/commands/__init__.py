@@ -17,6 +17,7 @@ from ganrun.registry import Registry
 class Command:
     run: Callable[[Any], Any]  # Hydra task function: DictConfig -> result
     help: str
+    actions: tuple[str, ...] = ()  # sub-commands (`ganrun features fit`), passed as `action=<name>`
 
 
 COMMANDS: Registry[Command] = Registry("command")
@@ -38,3 +39,21 @@ def _sample(cfg: Any) -> Any:
 
 
 COMMANDS.register("sample")(Command(_sample, "write a PNG grid of samples from a checkpoint"))
+
+
+def _eval(cfg: Any) -> Any:
+    from ganrun.commands.eval import run
+
+    return run(cfg)
+
+
+COMMANDS.register("eval")(Command(_eval, "score a checkpoint: FID/KID/precision-recall, a table and metrics.json"))
+
+
+def _features(cfg: Any) -> Any:
+    from ganrun.commands.features import run
+
+    return run(cfg)
+
+
+COMMANDS.register("features")(Command(_features, "fit (and cache) the domain feature network for a dataset", ("fit",)))

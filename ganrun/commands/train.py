@@ -6,7 +6,7 @@ import copy
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -19,7 +19,9 @@ from ganrun.data.loader import BatchSource
 from ganrun.errors import UserError
 from ganrun.losses import build_loss
 from ganrun.models import build_models, count_parameters
-from ganrun.observe.console import Console, print_config_tree
+from ganrun.commands.evaluation import Evaluator, metric_tag
+from ganrun.observe.console import Console, FractionProgress, print_config_tree
+from ganrun.observe.health import Health
 from ganrun.observe.images import image_grid, save_png, scatter_plot
 from ganrun.observe.stats import Stats
 from ganrun.observe.tensorboard import TensorBoard
@@ -117,7 +119,12 @@ class RunJobs:
     record: dict[str, Any]  # config, overrides, model identity: written into every checkpoint
     keep_last: int
     checkpoint_every: int
+    make_evaluator: Optional[Callable[[], Any]] = None  # builds the Evaluator on first need
+    health: Optional[Health] = None
     saved: list[Path] = field(default_factory=list)
+    best: Optional[float] = None  # best primary metric so far (lower is better)
+    _evaluator: Any = None
+    _nimg: int = 0
 
     @property
     def sampler(self):
@@ -126,6 +133,12 @@ class RunJobs:
     def log(self, step: int, values: dict[str, float]) -> None:
         self.tb.scalars(step, values)
         self.console.log(step, values)
+        self._warn(step, self.health.check_scalars(values) if self.health else [])
+
+    def _warn(self, step: int, warnings: list[str]) -> None:
+        for text in warnings:
+            self.console.message(f"warning (step {step}): {text}", style="warning")
+            self.tb.text("health", f"step {step}: {text}", step)
 
     def samples(self, step: int) -> None:
         spec = self.dataset.spec
@@ -137,7 +150,26 @@ class RunJobs:
         self.tb.flush()
 
     def evaluate(self, step: int) -> Optional[dict[str, float]]:
-        return None
+        """Metrics of the sampling G; keeps checkpoints/best.pt at the best primary metric."""
+        if self.make_evaluator is None:
+            return None
+        if self._evaluator is None:
+            self._evaluator = self.make_evaluator()
+        ev = self._evaluator
+        results = ev.evaluate(self.sampler)
+        self.tb.scalars(step, {metric_tag(k): v for k, v in results.items()})
+        self.console.message(f"eval at step {step}: " + "  ".join(
+            f"{k} {v:.4g}" for k, v in results.items() if k != "eval/seconds"))
+        if self.health:
+            self._warn(step, self.health.check_metrics(results))
+        name, sign = ev.primary()
+        value = sign * results[name]
+        if self.best is None or value < self.best:
+            self.best = value
+            state = self.state(step, self._nimg)
+            state["best"] = {"metric": name, "value": results[name]}
+            ckpt.save_checkpoint(self.run_dir / ckpt.CHECKPOINT_DIR / ckpt.BEST, state)
+        return results
 
     def state(self, step: int, nimg: int) -> dict[str, Any]:
         return {
@@ -155,10 +187,12 @@ class RunJobs:
             },
             "fixed_z": self.fixed_z.cpu(),
             "fixed_c": None if self.fixed_c is None else self.fixed_c.cpu(),
+            "best_metric": self.best,
             **self.record,
         }
 
     def checkpoint(self, step: int, nimg: int) -> None:
+        self._nimg = nimg
         folder = self.run_dir / ckpt.CHECKPOINT_DIR
         state = self.state(step, nimg)
         ckpt.save_checkpoint(folder / ckpt.LAST, state)
@@ -267,8 +301,18 @@ def train(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> dict
             tb.image("samples/reals", image_grid(to_model_range(dataset.data[: len(fixed_z)])), 0)
     record = {"config": resolved, "overrides": list(overrides), "model_id": ckpt.model_identity(c.model, spec),
               "spec": spec_to_dict(spec)}
+    def make_evaluator():
+        progress = FractionProgress("fitting the domain classifier", c.logger.progress)
+        try:
+            return Evaluator(c.eval, c.dataset, spec, device, progress=progress)
+        finally:
+            progress.close()
+
     jobs = RunJobs(run_dir, tb, console, G, D, G_ema, opt_G, opt_D, source, dataset, fixed_z, fixed_c, record,
-                   c.trainer.keep_last, c.trainer.checkpoint_every)
+                   c.trainer.keep_last, c.trainer.checkpoint_every,
+                   make_evaluator=make_evaluator if c.eval.every else None, health=Health())
+    if resumed is not None:
+        jobs.best = resumed.get("best_metric")
     if start_step == 0:
         jobs.samples(0)
 

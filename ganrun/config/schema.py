@@ -109,6 +109,8 @@ class EvalConfig:
     cache_dir: Optional[str] = None  # where fitted feature networks and statistics are kept
     batch_size: int = 500  # generation and feature extraction batch size
     seed: int = 0  # seed of the evaluation noise
+    classifier_epochs: int = 4  # domain classifier: training passes over the train split
+    classifier_batch_size: int = 128  # domain classifier: training batch size
 
 
 @dataclass
@@ -154,3 +156,12 @@ class SampleAppConfig:
     interpolate: bool = False  # a latent interpolation strip instead of independent samples
     device: DeviceConfig = MISSING
     seed: int = 0
+
+
+@dataclass
+class FeaturesAppConfig:
+    action: str = "fit"  # fit: train (or load) the domain classifier and report its accuracy
+    dataset: DatasetConfig = MISSING
+    eval: EvalConfig = MISSING
+    device: DeviceConfig = MISSING
+    logger: LoggerConfig = MISSING

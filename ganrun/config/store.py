@@ -7,7 +7,7 @@ module registers nothing.
 
 from hydra.core.config_store import ConfigStore
 
-from ganrun.config.schema import GROUPS, SampleAppConfig, TrainAppConfig, EvalAppConfig
+from ganrun.config.schema import GROUPS, EvalAppConfig, FeaturesAppConfig, SampleAppConfig, TrainAppConfig
 
 
 def register_configs() -> None:
@@ -17,3 +17,4 @@ def register_configs() -> None:
     cs.store(name="app_train", node=TrainAppConfig)
     cs.store(name="app_eval", node=EvalAppConfig)
     cs.store(name="app_sample", node=SampleAppConfig)
+    cs.store(name="app_features", node=FeaturesAppConfig)

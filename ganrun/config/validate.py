@@ -104,6 +104,8 @@ def validate_eval(e) -> None:
     _positive("eval.num_samples", e.num_samples)
     _one_of("eval.features", e.features, ["domain", "inception"])
     _positive("eval.batch_size", e.batch_size)
+    _positive("eval.classifier_epochs", e.classifier_epochs)
+    _positive("eval.classifier_batch_size", e.classifier_batch_size)
 
 
 VALIDATORS = {

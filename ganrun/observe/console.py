@@ -82,3 +82,34 @@ def print_config_tree(config: dict, stream=None) -> None:
         text = yaml.safe_dump(value, sort_keys=False, default_flow_style=False).strip() if isinstance(value, dict) else str(value)
         branch.add(text)
     RichConsole(file=stream or sys.stdout, highlight=False, soft_wrap=True).print(tree)
+
+
+class FractionProgress:
+    """A bar for work measured as a fraction (fitting the feature network): rich or plain lines."""
+
+    def __init__(self, label: str, mode: str = "auto", stream=None) -> None:
+        self.label = label
+        self.stream = stream or sys.stdout
+        self.mode = ("rich" if self.stream.isatty() else "plain") if mode == "auto" else mode
+        self._progress = None
+        self._last_print = -1.0
+        if self.mode == "rich":
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._progress = Progress(TextColumn(f"[bold]{label}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                                      TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
+            self._task = self._progress.add_task(label, total=1.0, info="")
+            self._progress.start()
+
+    def __call__(self, fraction: float, info: dict) -> None:
+        text = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in info.items())
+        if self._progress is not None:
+            self._progress.update(self._task, completed=fraction, info=text)
+        elif self.mode == "plain" and (fraction - self._last_print >= 0.1 or fraction >= 1.0):
+            self._last_print = fraction
+            print(f"{self.label}: {fraction:6.1%}  {text}", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None

@@ -1,0 +1,209 @@
+"""Evaluation wiring shared by `ganrun eval` and evaluation during training.
+
+An `Evaluator` is built once per run: it loads (or fits, on first need, and caches) the feature
+network for the dataset, extracts the reference features of the test split once (cached on
+disk too), and then scores any generator it is handed. The metrics themselves are pure
+functions in `ganrun.metrics`; this module only feeds them samples and features.
+
+Protocol names carry sample count and feature network: `fid10k/domain`, `kid10k/domain`, ...
+For 2-D mixtures the PacGAN/VEEGAN protocol is used instead: modes covered, high-quality
+fraction and reverse KL on 2,500 samples.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+
+from ganrun.config.schema import DatasetConfig, EvalConfig
+from ganrun.data import ArrayDataset, DataSpec, build_dataset
+from ganrun.errors import UserError
+from ganrun import metrics as M
+from ganrun.metrics import features as F
+
+MIXTURE_SAMPLES = 2500  # the PacGAN/VEEGAN protocol
+DIVERSITY_BATCH = 256  # fixed batch for the mean pairwise feature distance (training health)
+Progress = Callable[[float, dict], None]
+
+
+def metric_tag(name: str) -> str:
+    """`fid10k/domain` → TensorBoard tag `metrics/fid10k_domain`."""
+    return "metrics/" + name.replace("/", "_")
+
+
+@dataclass
+class FeatureNet:
+    """A feature network bound to its id: features(images) → (N, d) float64, probs or None."""
+
+    id: str  # e.g. domain-1a2b3c4d5e6f7a8b, inception-pool3
+    kind: str  # domain or inception
+    model: torch.nn.Module
+    batch_size: int
+    info: dict = field(default_factory=dict)
+
+    def __call__(self, images: torch.Tensor) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        if self.kind == "domain":
+            return F.extract(self.model, images, self.batch_size)
+        return F.extract_features(self.model, images, self.batch_size), None
+
+
+def load_feature_net(cfg: EvalConfig, train: ArrayDataset, test: ArrayDataset, device: torch.device,
+                     progress: Optional[Progress] = None) -> FeatureNet:
+    if cfg.features == "inception":
+        from ganrun.metrics.inception import load_fid_inception
+
+        if not cfg.inception_weights:
+            raise UserError("eval.features=inception needs eval.inception_weights=PATH to pytorch-fid's "
+                            "pt_inception-2015-12-05-6726825d.pth (from pytorch-fid's GitHub releases)")
+        model = load_fid_inception(cfg.inception_weights, device)
+        return FeatureNet("inception-pool3", "inception", model, cfg.batch_size)
+    if train.labels is None or test.labels is None or train.spec.num_classes < 2:
+        raise UserError(f"eval.features=domain trains a classifier on the dataset's labels, but {train.spec.name} "
+                        "has none; use a labelled dataset or eval.features=inception with eval.inception_weights")
+    model, info = F.load_or_fit_classifier(
+        train.data, train.labels, test.data, test.labels, seed=0, device=device,
+        epochs=cfg.classifier_epochs, batch_size=cfg.classifier_batch_size, cache_dir=cfg.cache_dir or None,
+        progress=progress, num_classes=train.spec.num_classes,
+    )
+    return FeatureNet(info["feature_network_id"], "domain", model, cfg.batch_size, info)
+
+
+def _cache_dir(cfg: EvalConfig) -> Path:
+    return Path(cfg.cache_dir).expanduser() if cfg.cache_dir else F.default_cache_dir()
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def reference_features(net: FeatureNet, reals: torch.Tensor, cache_dir: Path) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """Features of the reference images, computed once and cached keyed by network and data."""
+    digest = hashlib.sha256(reals.numpy().tobytes() + str(tuple(reals.shape)).encode()).hexdigest()[:16]
+    path = cache_dir / f"ref-{net.id}-{digest}.pt"
+    if path.is_file():
+        try:
+            cached = torch.load(path, weights_only=True)
+            probs = cached.get("probs")
+            return cached["feats"].numpy(), None if probs is None else probs.numpy()
+        except Exception:  # noqa: BLE001 - a damaged cache file is recomputed and replaced
+            pass
+    feats, probs = net(reals)
+    _atomic_save({"feats": torch.from_numpy(feats), "probs": None if probs is None else torch.from_numpy(probs)}, path)
+    return feats, probs
+
+
+def mean_pairwise_distance(feats: np.ndarray) -> float:
+    """Mean Euclidean distance between distinct rows: the sample-diversity gauge."""
+    x = torch.from_numpy(np.ascontiguousarray(feats))
+    d = torch.cdist(x, x)
+    n = len(x)
+    return float(d.sum() / (n * (n - 1))) if n > 1 else 0.0
+
+
+@torch.no_grad()
+def generate_samples(G: torch.nn.Module, n: int, batch: int, seed: int, device: torch.device
+                     ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """n samples (CPU, float in the model range) from seeded noise; balanced labels when conditional."""
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    labels = (torch.arange(n) % G.num_classes) if G.num_classes else None
+    was_training = G.training
+    G.eval()
+    out = []
+    for i in range(0, n, batch):
+        z = torch.randn(min(batch, n - i), G.latent_dim, generator=gen).to(device)
+        c = None if labels is None else labels[i : i + len(z)].to(device)
+        out.append(G(z, c).float().cpu())
+    G.train(was_training)
+    return torch.cat(out), labels
+
+
+class Evaluator:
+    """Scores generators against the test split of one dataset, with one feature network."""
+
+    def __init__(self, cfg: EvalConfig, dataset_cfg: DatasetConfig, spec: DataSpec, device: torch.device,
+                 progress: Optional[Progress] = None) -> None:
+        self.cfg, self.spec, self.device = cfg, spec, device
+        self.net: Optional[FeatureNet] = None
+        test_cfg = replace(dataset_cfg, limit=None)
+        if not spec.is_image:
+            self.num_samples = MIXTURE_SAMPLES
+            self.reference_size = MIXTURE_SAMPLES
+            return
+        train = build_dataset(test_cfg, split="train")
+        test = build_dataset(test_cfg, split="test")
+        self.net = load_feature_net(cfg, train, test, device, progress)
+        self.num_samples = cfg.num_samples
+        reals = test.data[: cfg.num_samples]
+        self.reference_size = len(reals)
+        self.reference_split = "test"
+        self.real_feats, self.real_probs = reference_features(self.net, reals, _cache_dir(cfg))
+        self.real_diversity = mean_pairwise_distance(self.real_feats[:DIVERSITY_BATCH])
+
+    def name(self, metric: str) -> str:
+        return M.metric_name(metric, self.num_samples, self.net.kind if self.net else "mixture")
+
+    def primary(self) -> tuple[str, float]:
+        """The metric best.pt tracks, and its sign (+1: lower is better)."""
+        if self.net is None:
+            return self.name("reverse_kl"), 1.0
+        return self.name("fid"), 1.0
+
+    def evaluate(self, G: torch.nn.Module, seed: Optional[int] = None) -> dict[str, float]:
+        """All metrics for generator G (not modified; EMA G when the run keeps one)."""
+        seed = self.cfg.seed if seed is None else seed
+        t0 = time.perf_counter()
+        fakes, labels = generate_samples(G, self.num_samples, self.cfg.batch_size, seed, self.device)
+        if self.net is None:
+            out = M.mixture_metrics(fakes.numpy(), np.asarray(self.spec.centers), self.spec.mode_std)
+            results = {self.name(k): float(v) for k, v in out.items()}
+        else:
+            feats, probs = self.net(fakes)
+            results = {
+                self.name("fid"): M.fid_from_features(self.real_feats, feats),
+            }
+            kid_mean, kid_std = M.kid_from_features(self.real_feats, feats, seed=seed)
+            results[self.name("kid")] = kid_mean
+            results[self.name("kid_std")] = kid_std
+            for k, v in M.prdc_from_features(self.real_feats, feats).items():
+                results[self.name(k)] = float(v)
+            results[self.name("diversity_ratio")] = mean_pairwise_distance(feats[:DIVERSITY_BATCH]) / max(self.real_diversity, 1e-12)
+            if probs is not None:
+                cs_mean, _ = M.classifier_score(probs)
+                results[self.name("classifier_score")] = cs_mean
+                pred = probs.argmax(1)
+                hist = M.class_histogram(pred, self.spec.num_classes)
+                results[self.name("class_kl")] = M.kl_to_uniform(hist)
+                if labels is not None:
+                    results[self.name("cond_acc")] = M.conditional_accuracy(pred, labels.numpy())
+        results["eval/seconds"] = time.perf_counter() - t0
+        return results
+
+    def record(self, seed: Optional[int] = None) -> dict[str, Any]:
+        """What the numbers mean: sample counts, reference split, feature network, seed."""
+        rec: dict[str, Any] = {"num_samples": self.num_samples, "reference_samples": self.reference_size,
+                               "seed": self.cfg.seed if seed is None else seed, "dataset": self.spec.name}
+        if self.net is None:
+            rec.update(protocol="2-D mixture (PacGAN/VEEGAN)", centers=len(self.spec.centers), mode_std=self.spec.mode_std)
+        else:
+            rec.update(reference_split=self.reference_split, feature_network=self.net.id,
+                       classifier_test_accuracy=self.net.info.get("test_accuracy"))
+        return rec
+

@@ -1,0 +1,42 @@
+"""`ganrun features fit`: train (or load from the cache) the domain classifier for a dataset."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from ganrun.commands.evaluation import load_feature_net
+from ganrun.commands.train import pick_device
+from ganrun.config.schema import FeaturesAppConfig
+from ganrun.config.validate import validate
+from ganrun.data import build_dataset
+from ganrun.errors import UserError
+from ganrun.observe.console import FractionProgress
+
+
+def fit(cfg: DictConfig) -> dict[str, Any]:
+    c: FeaturesAppConfig = OmegaConf.to_object(cfg)
+    validate(c)
+    if c.eval.features != "domain":
+        raise UserError("ganrun features fit trains the domain classifier; leave eval.features=domain")
+    device = pick_device(c.device.name)
+    data_cfg = replace(c.dataset, limit=None)
+    train, test = build_dataset(data_cfg, "train"), build_dataset(data_cfg, "test")
+    if not train.spec.is_image:
+        raise UserError(f"dataset={train.spec.name} is 2-D points; its metrics need no feature network")
+    progress = FractionProgress(f"fitting the domain classifier for {train.spec.name}", c.logger.progress)
+    try:
+        net = load_feature_net(c.eval, train, test, device, progress)
+    finally:
+        progress.close()
+    info = net.info
+    how = "loaded from the cache" if info.get("cached") else f"trained in {info.get('train_seconds', 0):.0f} s"
+    print(f"{net.id}: test accuracy {info['test_accuracy']:.2%} on {len(test.data):,} {train.spec.name} test images "
+          f"({how}; {info['path']})")
+    return info
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    return fit(cfg)
