@@ -178,21 +178,21 @@ class GraphStep:
         return loss.r1_gamma > 0 and step_index % loss.r1_every == 0
 
     def __call__(self, batches: list[Batch], step_index: int) -> Stats:
-        batches = _to_format(batches, self.memory_format)
         if self.failed is not None:
-            return self.step(batches, step_index)
+            return self.step(_to_format(batches, self.memory_format), step_index)
         key = self.variant(step_index)
         captured = self.graphs.get(key)
         if captured is None:
             if self.eager_calls.get(key, 0) < self.warmup:
                 self.eager_calls[key] = self.eager_calls.get(key, 0) + 1
-                return self._side_stream_step(batches, step_index)
-            captured = self._capture(batches, step_index)
+                return self._side_stream_step(_to_format(batches, self.memory_format), step_index)
+            captured = self._capture(_to_format(batches, self.memory_format), step_index)
             if captured is None:
-                return self.step(batches, step_index)
+                return self.step(_to_format(batches, self.memory_format), step_index)
             self.graphs[key] = captured
         if not _same_layout(captured.inputs, batches):  # never with BatchSource (it drops partial batches)
-            return self._side_stream_step(batches, step_index)
+            return self._side_stream_step(_to_format(batches, self.memory_format), step_index)
+        # replay: the new batch into the static inputs (copy_ also converts to their memory format)
         for (x_s, y_s), (x, y) in zip(captured.inputs, batches):
             x_s.copy_(x, non_blocking=True)
             if y_s is not None:
