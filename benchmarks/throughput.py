@@ -498,6 +498,11 @@ def main(argv: Optional[list[str]] = None) -> dict:
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
     resolve_auto(args, device)
+    from ganrun.train.fast import GRAPH_WARMUP
+
+    if args.compile == "graph" and device.type == "cuda" and args.warmup <= GRAPH_WARMUP:
+        print(f"note: --warmup {args.warmup} <= {GRAPH_WARMUP} eager warm-up steps before capture: "
+              "the capture falls inside the timed steps", flush=True)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     report: dict[str, Any] = {
         "device": device.type, "device_name": device_description(device), "torch": torch.__version__,
