@@ -208,6 +208,15 @@ def test_inductor_keeps_D_eager_when_the_loss_needs_double_backward(monkeypatch)
     run_ganrun(step_fn, ds, 1, steps=2)
 
 
+def test_bf16_autocast_runs_on_cpu():
+    ds = tiny_dataset()
+    step = make_step(ds)
+    step.settings.precision = "bf16"
+    bf16 = GanStep(step.G, step.D, None, step.loss, step.opt_G, step.opt_D, step.settings, CPU)
+    history = run_ganrun(fast.accelerate(bf16, "none"), ds, 1, steps=3)
+    assert all(torch.isfinite(torch.tensor(h)).all() for h in history)
+
+
 def test_graph_variants_follow_lazy_r1():
     step = make_step(tiny_dataset())
     graph_step = fast.GraphStep.__new__(fast.GraphStep)  # only the host-side bookkeeping, no CUDA
