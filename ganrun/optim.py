@@ -13,9 +13,18 @@ Factory = Callable[[Iterable[nn.Parameter], float, object], torch.optim.Optimize
 OPTIMIZERS: Registry[Factory] = Registry("optimizer")
 
 
+def accelerator_flags(params: list) -> dict:
+    """`fused=True` where every parameter is a CUDA float tensor: one kernel per step, GradScaler
+    without a host sync, and safe to capture in a CUDA graph (the fast path sets `capturable`)."""
+    on_cuda = bool(params) and all(p.is_cuda and p.is_floating_point() for p in params)
+    return {"fused": True} if on_cuda else {}
+
+
 @OPTIMIZERS.register("adam")
 def adam(params, lr: float, cfg) -> torch.optim.Optimizer:
-    return torch.optim.Adam(params, lr=lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
+    params = list(params)
+    return torch.optim.Adam(params, lr=lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay,
+                            **accelerator_flags(params))
 
 
 def build_optimizers(cfg, G: nn.Module, D: nn.Module) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:

@@ -27,6 +27,7 @@ from ganrun.observe.stats import Stats
 from ganrun.observe.tensorboard import TensorBoard
 from ganrun.optim import build_optimizers
 from ganrun.train import checkpoint as ckpt
+from ganrun.train.fast import accelerate
 from ganrun.train.loop import Schedule, train_loop
 from ganrun.train.step import GanStep, StepSettings
 
@@ -319,6 +320,8 @@ def train(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> dict
     # train
     step_fn = GanStep(G, D, G_ema, loss, opt_G, opt_D,
                       StepSettings(c.trainer.n_critic, c.trainer.ema_decay, c.dataset.flip, c.device.precision), device)
+    step_fn = accelerate(step_fn, c.trainer.compile, channels_last=c.device.channels_last,
+                         notify=lambda text: console.message(text, style="warning"))
     schedule = Schedule(steps, c.trainer.log_every, c.trainer.sample_every, c.trainer.checkpoint_every, c.eval.every)
     try:
         result = train_loop(
