@@ -106,6 +106,18 @@ def validate_eval(e) -> None:
     _positive("eval.batch_size", e.batch_size)
 
 
+def validate_across(cfg) -> None:
+    """Rules that span groups."""
+    loss, model = getattr(cfg, "loss", None), getattr(cfg, "model", None)
+    if loss is None or model is None:
+        return
+    if loss.name == "wasserstein" and not (loss.gp_weight > 0 or loss.r1_gamma > 0 or model.spectral_norm):
+        raise UserError(
+            "loss=wasserstein needs a Lipschitz critic: set loss.gp_weight=10 (model=wgan_gp does), "
+            "model.spectral_norm=true, or loss.r1_gamma > 0"
+        )
+
+
 VALIDATORS = {
     "dataset": validate_dataset,
     "model": validate_model,
@@ -123,3 +135,4 @@ def validate(cfg) -> None:
     for group, check in VALIDATORS.items():
         if hasattr(cfg, group):
             check(getattr(cfg, group))
+    validate_across(cfg)
