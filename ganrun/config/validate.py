@@ -68,6 +68,8 @@ def validate_optimizer(o) -> None:
     if len(o.betas) != 2 or not all(0.0 <= b < 1.0 for b in o.betas):
         raise UserError(f"optimizer.betas must be two numbers in [0, 1), got {list(o.betas)}")
     _positive("optimizer.momentum", o.momentum, allow_zero=True)
+    if not 0.0 <= o.alpha < 1.0:
+        raise UserError(f"optimizer.alpha must be in [0, 1), got {o.alpha}")
     _positive("optimizer.eps", o.eps)
     _positive("optimizer.weight_decay", o.weight_decay, allow_zero=True)
 
