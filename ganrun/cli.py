@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Callable, NoReturn
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+HYDRA_VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--info", "-i", "--config-path", "-cp",
+                     "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun"}
 USAGE = "usage: ganrun <command> [group=option ...] [key=value ...]   (commands: {names})"
 
 
@@ -117,7 +119,9 @@ def _check_group_choices(config_name: str, overrides: list[str]) -> None:
     from ganrun.errors import UserError
 
     groups = {p.name for p in CONFIG_DIR.iterdir() if p.is_dir() and p.name != "hydra"}
-    plain = [o for o in overrides if "=" in o and not o.startswith("-")]  # not flags or their values
+    # Hydra's flags and their values (`--cfg job`, `-p model`) are not overrides
+    plain = [o for i, o in enumerate(overrides)
+             if "=" in o and not o.startswith("-") and (i == 0 or overrides[i - 1] not in HYDRA_VALUE_FLAGS)]
     try:
         parsed = OverridesParser.create().parse_overrides(plain)
     except Exception as exc:  # hydra's OverrideParseException

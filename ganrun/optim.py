@@ -27,6 +27,17 @@ def adam(params, lr: float, cfg) -> torch.optim.Optimizer:
                             **accelerator_flags(params))
 
 
+@OPTIMIZERS.register("rmsprop")
+def rmsprop(params, lr: float, cfg) -> torch.optim.Optimizer:
+    return torch.optim.RMSprop(params, lr=lr, alpha=cfg.alpha, eps=cfg.eps, momentum=cfg.momentum,
+                               weight_decay=cfg.weight_decay)
+
+
+@OPTIMIZERS.register("sgd")
+def sgd(params, lr: float, cfg) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
 def build_optimizers(cfg, G: nn.Module, D: nn.Module) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
     """(opt_G, opt_D) from an OptimizerConfig; g_lr/d_lr default to lr."""
     make = OPTIMIZERS.get(cfg.name)

@@ -17,7 +17,7 @@ from ganrun.config.validate import validate
 from ganrun.data import ArrayDataset, DataSpec, build_dataset, to_model_range
 from ganrun.data.loader import BatchSource
 from ganrun.errors import UserError
-from ganrun.losses import build_loss
+from ganrun.losses import build_loss, check_discriminator
 from ganrun.models import build_models, count_parameters
 from ganrun.commands.evaluation import Evaluator, metric_tag
 from ganrun.observe.console import Console, FractionProgress, print_config_tree
@@ -258,6 +258,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> dict
     G, D = G.to(device), D.to(device)
     G_ema = copy.deepcopy(G).requires_grad_(False) if c.trainer.ema_decay > 0 else None
     loss = build_loss(c.loss)
+    check_discriminator(loss, D)
     opt_G, opt_D = build_optimizers(c.optimizer, G, D)
     source = BatchSource(dataset, c.trainer.batch_size, device, seed=c.seed,
                          device_resident=c.dataset.device_resident)

@@ -68,6 +68,8 @@ def validate_optimizer(o) -> None:
     if len(o.betas) != 2 or not all(0.0 <= b < 1.0 for b in o.betas):
         raise UserError(f"optimizer.betas must be two numbers in [0, 1), got {list(o.betas)}")
     _positive("optimizer.momentum", o.momentum, allow_zero=True)
+    if not 0.0 <= o.alpha < 1.0:
+        raise UserError(f"optimizer.alpha must be in [0, 1), got {o.alpha}")
     _positive("optimizer.eps", o.eps)
     _positive("optimizer.weight_decay", o.weight_decay, allow_zero=True)
 
@@ -108,6 +110,18 @@ def validate_eval(e) -> None:
     _positive("eval.classifier_batch_size", e.classifier_batch_size)
 
 
+def validate_across(cfg) -> None:
+    """Rules that span groups."""
+    loss, model = getattr(cfg, "loss", None), getattr(cfg, "model", None)
+    if loss is None or model is None:
+        return
+    if loss.name == "wasserstein" and not (loss.gp_weight > 0 or loss.r1_gamma > 0 or model.spectral_norm):
+        raise UserError(
+            "loss=wasserstein needs a Lipschitz critic: set loss.gp_weight=10 (model=wgan_gp does), "
+            "model.spectral_norm=true, or loss.r1_gamma > 0"
+        )
+
+
 VALIDATORS = {
     "dataset": validate_dataset,
     "model": validate_model,
@@ -125,3 +139,4 @@ def validate(cfg) -> None:
     for group, check in VALIDATORS.items():
         if hasattr(cfg, group):
             check(getattr(cfg, group))
+    validate_across(cfg)

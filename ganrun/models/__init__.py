@@ -11,6 +11,6 @@ tensor of class labels for conditional models and None otherwise.
 from __future__ import annotations
 
 from ganrun.models.base import MODELS, Discriminator, Generator, build_models, count_parameters
-from ganrun.models import mlp  # noqa: F401  (registration)
+from ganrun.models import dcgan, mlp  # noqa: F401  (registration)
 
 __all__ = ["MODELS", "Discriminator", "Generator", "build_models", "count_parameters"]

@@ -1,4 +1,4 @@
-"""Building blocks shared by the families: minibatch stddev, spectral norm, label embedding."""
+"""Building blocks shared by the families: minibatch stddev, spectral norm, DCGAN init."""
 
 from __future__ import annotations
 
@@ -38,4 +38,18 @@ def apply_spectral_norm(module: nn.Module) -> nn.Module:
             setattr(module, name, nn.utils.parametrizations.spectral_norm(child))
         else:
             apply_spectral_norm(child)
+    return module
+
+
+def dcgan_init(module: nn.Module, std: float = 0.02) -> nn.Module:
+    """DCGAN initialization (Radford et al. 2016): conv weights N(0, std); BatchNorm weight N(1, std),
+    bias 0. Other layers keep PyTorch's defaults."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+            nn.init.normal_(m.weight, 1.0, std)
+            nn.init.zeros_(m.bias)
     return module

@@ -77,6 +77,10 @@ def _build(cfg, spec, num_classes: int):
     return G, D
 
 
-@MODELS.register("mlp")
 def build_mlp(cfg, spec):
     return _build(cfg, spec, spec.num_classes if cfg.conditional else 0)
+
+
+# `cgan` is the same builder; its YAML sets `conditional: true`.
+for _name in ("mlp", "cgan"):
+    MODELS.register(_name)(build_mlp)

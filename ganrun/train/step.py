@@ -66,10 +66,12 @@ class GanStep:
             x = torch.where(flip, x.flip(3), x)
         return x, y
 
-    def _noise(self, n: int) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def _noise(self, n: int, c: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """z, and labels for a conditional G: `c` when given (the reals' labels), else uniform."""
         z = torch.randn(n, self.G.latent_dim, device=self.device)
-        c = torch.randint(self.G.num_classes, (n,), device=self.device) if self.G.num_classes else None
-        return z, c
+        if not self.G.num_classes:
+            return z, None
+        return z, c if c is not None else torch.randint(self.G.num_classes, (n,), device=self.device)
 
     def _d_input(self, x: torch.Tensor) -> torch.Tensor:
         if self.loss.instance_noise > 0:
@@ -83,12 +85,13 @@ class GanStep:
         G, D, loss = self.G, self.D, self.loss
         stats: dict[str, torch.Tensor] = {}
 
-        # D phase(s): G frozen, fakes detached
+        # D phase(s): G frozen, fakes detached; conditional fakes take the reals' labels, so D sees
+        # the data's class balance and the gradient penalty interpolates within one class
         G.requires_grad_(False)
         D.requires_grad_(True)
         for batch in batches:
             real, c_real = self._reals(batch)
-            z, c_fake = self._noise(real.shape[0])
+            z, c_fake = self._noise(real.shape[0], c_real)
             with self.autocast():
                 fake = G(z, c_fake)
                 real_logits = D(self._d_input(real), c_real).float()

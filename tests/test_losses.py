@@ -1,0 +1,177 @@
+"""Objectives and regularizers against their formulas on hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from ganrun.config.schema import LossConfig
+from ganrun.errors import UserError
+from ganrun.losses import OBJECTIVES, build_loss, check_discriminator, gradient_penalty, r1_penalty
+
+REAL = torch.tensor([2.0, -1.0, 0.5])  # D's logits on three reals
+FAKE = torch.tensor([-3.0, 0.0, 1.0])  # and on three fakes
+
+
+def softplus(x: float) -> float:
+    return math.log1p(math.exp(x))
+
+
+def mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values)
+
+
+def sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
+
+
+def bce(logit: float, target: float) -> float:
+    p = sigmoid(logit)
+    return -(target * math.log(p) + (1 - target) * math.log(1 - p))
+
+
+# -- objectives on hand-computed logits --------------------------------------------------------
+
+def test_registry_has_the_five_objectives():
+    assert OBJECTIVES.names() == ["hinge", "least_squares", "minimax", "non_saturating", "wasserstein"]
+    with pytest.raises(UserError, match=r"unknown loss 'hing' \(choose from: hinge, least_squares"):
+        OBJECTIVES.get("hing")
+
+
+@pytest.mark.parametrize("name", ["minimax", "non_saturating"])
+def test_bce_d_loss(name):
+    d = OBJECTIVES.get(name).d_loss(REAL, FAKE, 1.0, 0.0)
+    expected = mean(softplus(-r) for r in REAL.tolist()) + mean(softplus(f) for f in FAKE.tolist())
+    assert d.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_label_smoothing_changes_d_loss_as_the_formula_says():
+    obj = OBJECTIVES.get("non_saturating")
+    one_sided = obj.d_loss(REAL, FAKE, 0.9, 0.0).item()
+    two_sided = obj.d_loss(REAL, FAKE, 0.98, 0.02).item()
+    assert one_sided == pytest.approx(mean(bce(r, 0.9) for r in REAL.tolist())
+                                      + mean(bce(f, 0.0) for f in FAKE.tolist()), rel=1e-6)
+    assert two_sided == pytest.approx(mean(bce(r, 0.98) for r in REAL.tolist())
+                                      + mean(bce(f, 0.02) for f in FAKE.tolist()), rel=1e-6)
+    # smoothing moves the optimum: a confident real logit (2.0) is now penalised for overshooting
+    r = torch.tensor([10.0], requires_grad=True)
+    obj.d_loss(r, torch.tensor([-10.0]), 0.9, 0.0).backward()
+    assert r.grad.item() == pytest.approx(sigmoid(10.0) - 0.9, rel=1e-5)  # > 0: pushes the logit down
+
+
+def test_g_losses():
+    fake = FAKE.tolist()
+    assert OBJECTIVES.get("non_saturating").g_loss(FAKE).item() == pytest.approx(mean(softplus(-f) for f in fake))
+    assert OBJECTIVES.get("minimax").g_loss(FAKE).item() == pytest.approx(
+        mean(math.log(1 - sigmoid(f)) for f in fake), rel=1e-6)
+    assert OBJECTIVES.get("hinge").g_loss(FAKE).item() == pytest.approx(-mean(fake))
+    assert OBJECTIVES.get("wasserstein").g_loss(FAKE).item() == pytest.approx(-mean(fake))
+    assert OBJECTIVES.get("least_squares").g_loss(FAKE).item() == pytest.approx(
+        0.5 * mean((f - 1) ** 2 for f in fake))
+
+
+def test_hinge_d_loss():
+    d = OBJECTIVES.get("hinge").d_loss(REAL, FAKE, 1.0, 0.0).item()
+    expected = mean(max(0.0, 1 - r) for r in REAL.tolist()) + mean(max(0.0, 1 + f) for f in FAKE.tolist())
+    assert d == pytest.approx(expected)  # (0 + 2 + 0.5)/3 + (0 + 1 + 2)/3
+
+
+def test_least_squares_d_loss_uses_targets():
+    obj = OBJECTIVES.get("least_squares")
+    for b, a in ((1.0, 0.0), (0.9, 0.1)):
+        expected = 0.5 * (mean((r - b) ** 2 for r in REAL.tolist()) + mean((f - a) ** 2 for f in FAKE.tolist()))
+        assert obj.d_loss(REAL, FAKE, b, a).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_wasserstein_d_loss():
+    assert OBJECTIVES.get("wasserstein").d_loss(REAL, FAKE, 1.0, 0.0).item() == pytest.approx(
+        mean(FAKE.tolist()) - mean(REAL.tolist()))
+
+
+def test_saturating_vs_non_saturating_gradient_when_d_rejects_the_fakes():
+    """At D(G(z)) ≈ 0 (a very negative logit) log(1 - D) gives G almost no gradient; -log D a large one."""
+    logit = torch.tensor([-15.0], requires_grad=True)
+    (g_minimax,) = torch.autograd.grad(OBJECTIVES.get("minimax").g_loss(logit), logit)
+    (g_ns,) = torch.autograd.grad(OBJECTIVES.get("non_saturating").g_loss(logit), logit)
+    assert abs(g_minimax.item()) == pytest.approx(sigmoid(-15.0), rel=1e-4)  # -σ(x) ≈ -3e-7
+    assert abs(g_minimax.item()) < 1e-6
+    assert g_ns.item() == pytest.approx(-(1 - sigmoid(-15.0)), rel=1e-6)  # -(1 - σ(x)) ≈ -1
+    assert abs(g_ns.item()) / abs(g_minimax.item()) > 1e6
+
+
+# -- penalties ---------------------------------------------------------------------------------
+
+class LinearCritic(nn.Module):
+    """C(x) = w·x (plus a bias, which the gradient never sees)."""
+
+    def __init__(self, w: torch.Tensor) -> None:
+        super().__init__()
+        self.w = nn.Parameter(w.clone())
+
+    def forward(self, x: torch.Tensor, c=None) -> torch.Tensor:
+        return x.flatten(1) @ self.w.flatten() + 0.3
+
+
+@pytest.mark.parametrize("w", [torch.tensor([3.0, 4.0]), torch.full((1, 4, 4), 0.1), torch.tensor([0.6, 0.8])])
+def test_gradient_penalty_on_linear_critic(w):
+    torch.manual_seed(0)
+    D = LinearCritic(w)
+    real, fake = torch.randn(8, *w.shape), torch.randn(8, *w.shape)
+    gp = gradient_penalty(D, real, fake)
+    norm = w.flatten().norm().item()
+    assert gp.shape == (8,)
+    assert torch.allclose(gp, torch.full((8,), (norm - 1) ** 2), atol=1e-6)
+    gp.mean().backward()  # double backward reaches the critic's weights: d/dw (‖w‖-1)² = 2(‖w‖-1) w/‖w‖
+    assert torch.allclose(D.w.grad, 2 * (norm - 1) * w / norm, atol=1e-5)
+
+
+def test_r1_on_linear_critic():
+    w = torch.tensor([1.0, -2.0, 2.0])
+    D = LinearCritic(w)
+    r1 = r1_penalty(D, torch.randn(5, 3))
+    assert torch.allclose(r1, torch.full((5,), 9.0), atol=1e-6)  # ‖w‖² = 1 + 4 + 4
+    r1.mean().backward()
+    assert torch.allclose(D.w.grad, 2 * w, atol=1e-5)
+
+
+def test_gradient_penalty_interpolates_between_real_and_fake():
+    """On C(x) = ½‖x‖² the gradient at x̂ is x̂ itself, so the penalty reveals where x̂ was taken."""
+
+    class Quadratic(nn.Module):
+        def forward(self, x, c=None):
+            return 0.5 * x.square().flatten(1).sum(1)
+
+    torch.manual_seed(1)
+    real, fake = torch.full((256, 1), 3.0), torch.full((256, 1), 1.0)
+    gp = gradient_penalty(Quadratic(), real, fake)
+    x_hat = gp.sqrt() + 1  # ‖x̂‖ - 1 = sqrt(gp) since x̂ ∈ [1, 3]
+    assert x_hat.min() >= 1 - 1e-5 and x_hat.max() <= 3 + 1e-5
+    assert x_hat.mean().item() == pytest.approx(2.0, abs=0.15)  # ε ~ U(0, 1)
+
+
+# -- config checks -----------------------------------------------------------------------------
+
+def test_build_loss_carries_the_options():
+    spec = build_loss(LossConfig(name="least_squares", real_label=0.9, fake_label=0.1, gp_weight=2.0,
+                                 r1_gamma=5.0, r1_every=4, instance_noise=0.1, feature_matching=1.0))
+    assert spec.objective.name == "least_squares"
+    assert (spec.real_label, spec.fake_label, spec.gp_weight, spec.r1_gamma, spec.r1_every) == (0.9, 0.1, 2.0, 5.0, 4)
+    assert (spec.instance_noise, spec.feature_matching) == (0.1, 1.0)
+
+
+@pytest.mark.parametrize("name", ["hinge", "wasserstein"])
+def test_label_smoothing_is_refused_where_it_means_nothing(name):
+    with pytest.raises(UserError, match=rf"label smoothing\) have no effect with loss={name}"):
+        build_loss(LossConfig(name=name, real_label=0.9))
+
+
+def test_gradient_penalty_refuses_batchnorm_in_d():
+    bn = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
+    check_discriminator(build_loss(LossConfig(name="wasserstein")), bn)  # no GP: fine
+    check_discriminator(build_loss(LossConfig(name="wasserstein", gp_weight=10)), nn.Sequential(nn.GroupNorm(1, 2)))
+    with pytest.raises(UserError, match=r"needs a discriminator without BatchNorm.*model.norm=layer"):
+        check_discriminator(build_loss(LossConfig(name="wasserstein", gp_weight=10)), bn)
