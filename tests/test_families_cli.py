@@ -11,7 +11,7 @@ import torch
 import yaml
 from PIL import Image
 
-from conftest import FAST, make_image_folder, read_events
+from tests.conftest import FAST, make_image_folder, read_events
 
 from ganrun.commands.train import to_typed, train
 from ganrun.config.schema import OptimizerConfig

@@ -257,7 +257,6 @@ def inception_weights(tmp_path_factory):
     return path
 
 
-@pytest.mark.slow
 def test_inception_features_match_pytorch_fid(inception_weights, monkeypatch):
     import pytorch_fid.inception as pytorch_fid_inception
 

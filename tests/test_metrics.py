@@ -181,6 +181,19 @@ def test_prdc_matches_the_prdc_package():
     assert 0.1 < ours["precision"] < 0.9 and 0.1 < ours["recall"] < 0.9  # not a degenerate case
 
 
+def test_prdc_matches_the_prdc_package_with_ties_and_duplicates():
+    # integer points on a line: distances are exact, so ties and duplicates really happen and the
+    # strict `<` and the k-th-value convention must be the package's
+    rng = np.random.default_rng(15)
+    real = rng.integers(0, 25, size=(80, 1)).astype(np.float64)
+    fake = rng.integers(5, 35, size=(60, 1)).astype(np.float64)
+    for k in (3, 5):
+        ours = prdc_from_features(real, fake, pr_k=k, dc_k=k)
+        ref = _reference_prdc(real, fake, k)
+        for key in ours:
+            assert ours[key] == pytest.approx(float(ref[key]), abs=1e-12), (k, key)
+
+
 def test_prdc_block_size_does_not_change_the_result():
     rng = np.random.default_rng(12)
     real, fake = rng.normal(size=(300, 8)), rng.normal(size=(200, 8)) + 0.3

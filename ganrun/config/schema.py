@@ -109,8 +109,8 @@ class EvalConfig:
     cache_dir: Optional[str] = None  # where fitted feature networks and statistics are kept
     batch_size: int = 500  # generation and feature extraction batch size
     seed: int = 0  # seed of the evaluation noise
-    classifier_epochs: int = 4  # domain classifier: training passes over the train split
-    classifier_batch_size: int = 128  # domain classifier: training batch size
+    classifier_epochs: int = 3  # domain classifier: training passes over the train split
+    classifier_batch_size: int = 64  # domain classifier: training batch size
 
 
 @dataclass
