@@ -76,7 +76,7 @@ def load_feature_net(cfg: EvalConfig, train: ArrayDataset, test: ArrayDataset, d
     return FeatureNet(info["feature_network_id"], "domain", model, cfg.batch_size, info)
 
 
-def _cache_dir(cfg: EvalConfig) -> Path:
+def cache_dir_of(cfg: EvalConfig) -> Path:
     return Path(cfg.cache_dir).expanduser() if cfg.cache_dir else F.default_cache_dir()
 
 
@@ -154,7 +154,7 @@ class Evaluator:
         reals = test.data[: cfg.num_samples]
         self.reference_size = len(reals)
         self.reference_split = "test"
-        self.real_feats, self.real_probs = reference_features(self.net, reals, _cache_dir(cfg))
+        self.real_feats, self.real_probs = reference_features(self.net, reals, cache_dir_of(cfg))
         self.real_diversity = mean_pairwise_distance(self.real_feats[:DIVERSITY_BATCH])
 
     def name(self, metric: str) -> str:

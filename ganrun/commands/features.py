@@ -7,7 +7,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from ganrun.commands.evaluation import load_feature_net
+from ganrun.commands.evaluation import cache_dir_of, load_feature_net, reference_features
+from ganrun.metrics import fid_from_features, metric_name
 from ganrun.commands.train import pick_device
 from ganrun.config.schema import FeaturesAppConfig
 from ganrun.config.validate import validate
@@ -31,10 +32,17 @@ def fit(cfg: DictConfig) -> dict[str, Any]:
         net = load_feature_net(c.eval, train, test, device, progress)
     finally:
         progress.close()
-    info = net.info
+    info = dict(net.info)
     how = "loaded from the cache" if info.get("cached") else f"trained in {info.get('train_seconds', 0):.0f} s"
     print(f"{net.id}: test accuracy {info['test_accuracy']:.2%} on {len(test.data):,} {train.spec.name} test images "
           f"({how}; {info['path']})")
+    # the floor any generator is measured against: real train images scored like samples
+    n = min(c.eval.num_samples, len(train.data), len(test.data))
+    real, _ = reference_features(net, test.data[:n], cache_dir_of(c.eval))
+    other, _ = net(train.data[:n])
+    info["fid_floor"] = fid_from_features(real, other)
+    print(f"{metric_name('fid', n, 'domain')} of {n:,} real train images against the test split "
+          f"(the floor for generators): {info['fid_floor']:.4g}")
     return info
 
 
