@@ -4,15 +4,19 @@ The only module that touches Hydra's entry points. Each command has its own prim
 (`configs/<command>.yaml`) sharing the config groups; adding a command is one entry in
 `ganrun.commands.COMMANDS` and one YAML.
 
-A user error (unknown group option, a bad key or value, missing data, a bad checkpoint) prints
-one line to stderr and exits with code 2. Anything else is a bug and keeps its traceback.
+A user error (unknown group option, a bad key or value, missing data, a bad checkpoint, a full
+disk or an unwritable run dir) prints one line to stderr and exits with code 2. A run stopped by
+SIGINT/SIGTERM prints where it stands and exits with 128 + the signal number (130, 143). Anything
+else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import sys
+import time
 from pathlib import Path
 from typing import Callable, NoReturn
 
@@ -26,6 +30,15 @@ def fail(message: str) -> NoReturn:
     """Print a user error as one line and exit with code 2."""
     print(f"ganrun: error: {message}", file=sys.stderr, flush=True)
     sys.exit(2)
+
+
+def stopped(exc: KeyboardInterrupt) -> NoReturn:
+    """A run stopped by a signal: one line, exit 128 + signal (a bare Ctrl-C outside the loop: 130)."""
+    from ganrun.errors import Interrupted
+
+    message = str(exc) if isinstance(exc, Interrupted) else "interrupted"
+    print(f"ganrun: {message}", file=sys.stderr, flush=True)
+    sys.exit(exc.exit_code if isinstance(exc, Interrupted) else 130)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -47,7 +60,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         _check_group_choices(name, overrides)
         _prevalidate(name, overrides)
+        overrides = [*overrides, *_check_run_dir(name, overrides)]
         _run_hydra(name, _guarded(command.run), overrides)
+    except KeyboardInterrupt as exc:
+        stopped(exc)
     except Exception as exc:  # noqa: BLE001 - sorted into user errors and bugs below
         message = user_error_message(exc)
         if message is None:
@@ -61,6 +77,8 @@ def _guarded(task: Callable) -> Callable:
     def job(cfg):
         try:
             return task(cfg)
+        except KeyboardInterrupt as exc:
+            stopped(exc)
         except Exception as exc:  # noqa: BLE001 - sorted into user errors and bugs below
             message = user_error_message(exc)
             if message is None:
@@ -157,6 +175,71 @@ def _prevalidate(config_name: str, overrides: list[str]) -> None:
     validate(OmegaConf.to_object(compose(config_name, overrides)))
 
 
+def _parse(overrides: list[str]):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from ganrun.errors import UserError
+
+    plain = [o for o in overrides if "=" in o and not o.startswith("-")]  # not flags or their values
+    try:
+        return OverridesParser.create().parse_overrides(plain)
+    except Exception as exc:  # hydra's OverrideParseException
+        raise UserError(f"cannot parse override: {str(exc).splitlines()[0]}") from None
+
+
+def _holds_run(run_dir: Path) -> bool:
+    """A folder holds an earlier run worth protecting when it has checkpoints in it."""
+    return any((run_dir / "checkpoints").glob("*.pt"))
+
+
+def _check_run_dir(config_name: str, overrides: list[str]) -> list[str]:
+    """Refuse, before Hydra writes `.hydra/` into it, a run dir holding an earlier run's checkpoints.
+
+    `hydra.run.dir=<dir of an earlier run>` is allowed only to continue that run in place
+    (`trainer.resume=<the same dir>`); its original `.hydra/` is then kept and this invocation's
+    config goes to `.hydra/resume-<time>/` (returned as an extra override). A sweep never reuses
+    `hydra.sweep.dir` of an earlier sweep. Also checks that the run dir can be created.
+    """
+    from ganrun.errors import UserError
+
+    if any(o.split("=")[0] in HYDRA_FLAGS_WITHOUT_A_RUN - {"-m", "--multirun"} for o in overrides):
+        return []  # --cfg, --help, ...: Hydra prints and exits without writing
+    multirun = any(o in ("-m", "--multirun") for o in overrides)
+    values = {o.key_or_group: o.value() for o in _parse(overrides) if not o.is_sweep_override()}
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    given = values.get(key)
+    if not isinstance(given, str) or "${" in given:
+        return []
+    run_dir = Path(given).expanduser().absolute()
+    ancestor = next(p for p in (run_dir, *run_dir.parents) if p.exists())
+    if not ancestor.is_dir():
+        raise UserError(f"{key}={given} cannot be created: {ancestor} is a file, not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UserError(f"{key}={given} is not writable (no write permission on {ancestor}); choose another {key}")
+    if multirun:
+        if (run_dir / "multirun.yaml").exists():
+            raise UserError(f"hydra.sweep.dir={given} already holds a sweep; choose another hydra.sweep.dir "
+                            "(ganrun never writes over an earlier sweep's runs)")
+        return []
+    if config_name != "train" or not _holds_run(run_dir):
+        return []
+    resume = values.get("trainer.resume")
+    if isinstance(resume, str):
+        from ganrun.train.checkpoint import CHECKPOINT_DIR, LAST, resolve_checkpoint
+
+        if resolve_checkpoint(resume).resolve() == (run_dir / CHECKPOINT_DIR / LAST).resolve():
+            if "hydra.output_subdir" in values:
+                return []
+            return [f"hydra.output_subdir=.hydra/resume-{time.strftime('%Y%m%d-%H%M%S')}"]
+    raise UserError(f"hydra.run.dir={given} already holds a run (checkpoints/); choose another hydra.run.dir, "
+                    f"or continue that run in place with trainer.resume={given}")
+
+
+# Filesystem errors that mean "the disk or the folder", not "a bug": a full disk, a quota, a file
+# too large, a read-only filesystem, no permission, a file where a folder should be.
+FS_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR}
+
+
 def user_error_message(exc: BaseException) -> str | None:
     """One line for an error the user can fix; None for a bug."""
     from hydra.errors import HydraException, MissingConfigException
@@ -166,6 +249,9 @@ def user_error_message(exc: BaseException) -> str | None:
 
     if isinstance(exc, UserError):
         return str(exc)
+    if isinstance(exc, OSError) and exc.errno in FS_ERRNOS:
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror or exc}{where} (free disk space, or choose a writable hydra.run.dir)"
     cause = exc.__cause__ if isinstance(exc, HydraException) and exc.__cause__ else exc
     if isinstance(cause, OmegaConfBaseException):
         key = getattr(cause, "full_key", None)

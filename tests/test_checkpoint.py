@@ -44,7 +44,7 @@ def test_overwrite_keeps_the_old_file_until_the_new_one_is_complete(tmp_path, mo
         raise OSError("No space left on device")
 
     monkeypatch.setattr(torch, "save", broken_save)
-    with pytest.raises(OSError):
+    with pytest.raises(UserError, match=r"cannot write checkpoint .*last\.pt: No space left on device"):
         ckpt.save_checkpoint(path, sample_state())
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["last.pt"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -16,7 +16,7 @@ from ganrun.config.schema import TrainAppConfig
 from ganrun.config.validate import validate
 from ganrun.data import ArrayDataset, DataSpec, build_dataset, to_model_range
 from ganrun.data.loader import BatchSource
-from ganrun.errors import UserError
+from ganrun.errors import Interrupted, UserError
 from ganrun.losses import build_loss, check_discriminator
 from ganrun.models import build_models, count_parameters
 from ganrun.commands.evaluation import Evaluator, metric_tag
@@ -28,7 +28,8 @@ from ganrun.observe.tensorboard import TensorBoard
 from ganrun.optim import build_optimizers
 from ganrun.train import checkpoint as ckpt
 from ganrun.train.fast import accelerate
-from ganrun.train.loop import Schedule, train_loop
+from ganrun.train.loop import Schedule, TrainingDiverged, train_loop
+from ganrun.train.signals import StopOnSignal
 from ganrun.train.step import GanStep, StepSettings
 
 SCATTER_SAMPLES = 2500  # points in the 2-D scatter plots (the PacGAN/VEEGAN sample size)
@@ -122,8 +123,8 @@ class RunJobs:
     checkpoint_every: int
     make_evaluator: Optional[Callable[[], Any]] = None  # builds the Evaluator on first need
     health: Optional[Health] = None
-    saved: list[Path] = field(default_factory=list)
     best: Optional[float] = None  # best primary metric so far (lower is better)
+    last_saved: Optional[Path] = None  # the newest checkpoint this run wrote
     _evaluator: Any = None
     _nimg: int = 0
 
@@ -193,16 +194,23 @@ class RunJobs:
         }
 
     def checkpoint(self, step: int, nimg: int) -> None:
+        """last.pt every time; step_<step>.pt at checkpoint_every multiples, the newest keep_last kept."""
         self._nimg = nimg
+        nets = [("G", self.G), ("D", self.D)] + ([("G_ema", self.G_ema)] if self.G_ema is not None else [])
+        for name, net in nets:  # one host sync per checkpoint: never save a diverged state
+            if not bool(torch.stack([p.detach().isfinite().all() for p in net.parameters()]).all()):
+                raise TrainingDiverged(f"the weights of {name} became NaN/Inf by step {step}; training stopped "
+                                       "before writing them")
         folder = self.run_dir / ckpt.CHECKPOINT_DIR
         state = self.state(step, nimg)
-        ckpt.save_checkpoint(folder / ckpt.LAST, state)
         if self.keep_last > 0 and step % self.checkpoint_every == 0:
-            path = folder / f"step_{step:07d}.pt"
-            ckpt.save_checkpoint(path, state)
-            self.saved.append(path)
-            while len(self.saved) > self.keep_last:
-                self.saved.pop(0).unlink(missing_ok=True)
+            ckpt.save_checkpoint(folder / f"step_{step:07d}.pt", state)
+        ckpt.save_checkpoint(folder / ckpt.LAST, state)
+        self.last_saved = folder / ckpt.LAST
+        # prune by listing, so files left by an earlier segment of this run (resumed in place) count too
+        steps = sorted(folder.glob(ckpt.STEP_GLOB), key=ckpt.step_of)
+        for old in steps[: max(0, len(steps) - self.keep_last)]:
+            old.unlink(missing_ok=True)
 
 
 def spec_to_dict(spec: DataSpec) -> dict[str, Any]:
@@ -218,14 +226,43 @@ def spec_from_dict(d: dict[str, Any]) -> DataSpec:
                     centers=tuple(tuple(c) for c in d["centers"]), mode_std=d["mode_std"])
 
 
-def resume_config(cfg: DictConfig, overrides: Sequence[str]) -> tuple[DictConfig, dict[str, Any]]:
-    """Recompose the run being resumed: its own overrides, then today's (which win)."""
-    from ganrun.cli import compose
+def resume_config(cfg: DictConfig, overrides: Sequence[str]) -> tuple[DictConfig, dict[str, Any], list[str]]:
+    """Recompose the run being resumed: its own overrides, then today's (which win).
+
+    Returns the config, the checkpoint, and the merged overrides (without trainer.resume), which
+    the new checkpoints record so that a later resume recomposes the same run again.
+    """
+    from ganrun.cli import compose, user_error_message
 
     state = ckpt.load_checkpoint(cfg.trainer.resume)
+    ckpt.check_resumable(state)
     keep = [o for o in overrides if not o.lstrip("+~").startswith("trainer.resume=")]
-    merged = [*state.get("overrides", []), *keep, f"trainer.resume={state['path']}"]
-    return compose("train", merged), state
+    merged = [*state.get("overrides", []), *keep]
+    try:
+        composed = compose("train", [*merged, f"trainer.resume={state['path']}"])
+    except Exception as exc:  # noqa: BLE001 - sorted into user errors and bugs
+        message = user_error_message(exc)
+        if message is None:
+            raise
+        raise UserError(f"cannot rebuild the run of checkpoint {state['path']} from its overrides "
+                        f"{merged}: {message}") from None
+    return composed, state, merged
+
+
+def restore_optimizer(opt: torch.optim.Optimizer, state: dict[str, Any], path: Any, what: str,
+                      reconfigured: bool) -> None:
+    """Load the optimizer's moments and step counts; keep today's hyperparameters if the optimizer
+    config changed on resume.
+
+    `load_state_dict` brings back the saved lr, betas, ...; the config is the interface, so
+    `trainer.resume=<run> optimizer.lr=1e-5` must really train on with 1e-5. An unchanged config
+    keeps the saved param groups as they are (and any scheduler-adjusted lr in them).
+    """
+    configured = [{k: v for k, v in group.items() if k != "params"} for group in opt.param_groups]
+    ckpt.load_state(opt, state, what, path)
+    if reconfigured:
+        for group, values in zip(opt.param_groups, configured):
+            group.update(values)
 
 
 def train(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> dict[str, float]:
@@ -236,8 +273,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> dict
     to_typed(cfg)  # fail on a bad value before touching anything
     resumed: Optional[dict[str, Any]] = None
     if cfg.trainer.resume:
-        cfg, resumed = resume_config(cfg, overrides)
-        overrides = [o for o in resumed.get("overrides", [])]
+        cfg, resumed, overrides = resume_config(cfg, overrides)
     c = to_typed(cfg)
     run_dir = Path(run_dir)
     last = run_dir / ckpt.CHECKPOINT_DIR / ckpt.LAST
@@ -269,12 +305,14 @@ def train(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> dict
     start_step, start_nimg = 0, 0
     if resumed is not None:
         ckpt.check_identity(resumed, ckpt.model_identity(c.model, spec))
-        G.load_state_dict(resumed["G"])
-        D.load_state_dict(resumed["D"])
+        path = resumed["path"]
+        ckpt.load_state(G, resumed["G"], "generator", path)
+        ckpt.load_state(D, resumed["D"], "discriminator", path)
         if G_ema is not None and resumed.get("G_ema") is not None:
-            G_ema.load_state_dict(resumed["G_ema"])
-        opt_G.load_state_dict(resumed["opt_G"])
-        opt_D.load_state_dict(resumed["opt_D"])
+            ckpt.load_state(G_ema, resumed["G_ema"], "generator EMA", path)
+        reconfigured = OmegaConf.to_container(cfg.optimizer, resolve=True) != resumed["config"].get("optimizer")
+        restore_optimizer(opt_G, resumed["opt_G"], path, "generator optimizer", reconfigured)
+        restore_optimizer(opt_D, resumed["opt_D"], path, "discriminator optimizer", reconfigured)
         source.load_state_dict(resumed["rng"]["data"])
         torch.set_rng_state(resumed["rng"]["torch"])
         if device.type == "cuda" and resumed["rng"]["cuda"]:
@@ -325,14 +363,23 @@ def train(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> dict
                          notify=lambda text: console.message(text, style="warning"))
     schedule = Schedule(steps, c.trainer.log_every, c.trainer.sample_every, c.trainer.checkpoint_every, c.eval.every)
     try:
-        result = train_loop(
-            step_fn, lambda: [source.next() for _ in range(c.trainer.n_critic)], Stats(), schedule, jobs,
-            start_step=start_step, start_nimg=start_nimg, images_per_step=c.trainer.batch_size,
-            progress=console.advance, should_stop=lambda: False,
-        )
+        with StopOnSignal() as stop:
+            result = train_loop(
+                step_fn, lambda: [source.next() for _ in range(c.trainer.n_critic)], Stats(), schedule, jobs,
+                start_step=start_step, start_nimg=start_nimg, images_per_step=c.trainer.batch_size,
+                progress=console.advance, should_stop=stop,
+            )
+    except TrainingDiverged as exc:
+        good = jobs.last_saved or (resumed and resumed["path"])
+        hint = (f"; to go on from {good} with a lower rate: ganrun train trainer.resume={good} "
+                f"optimizer.lr={c.optimizer.lr / 10:g}") if good else ""
+        raise TrainingDiverged(f"{exc}{hint}") from None
     finally:
         console.close()
         tb.close()
+    if stop.signum is not None:
+        raise Interrupted(f"stopped by {stop.name} after step {int(result['step']):,}; checkpoint "
+                          f"{jobs.last_saved}; resume with: ganrun train trainer.resume={run_dir}", stop.signum)
     console.message(f"done: {int(result['step']):,} steps; checkpoint {run_dir / ckpt.CHECKPOINT_DIR / ckpt.LAST}")
     return result
 

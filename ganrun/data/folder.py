@@ -6,6 +6,10 @@ square. With `image_size: null` all images must already share one size. When eve
 in a first-level subfolder and there are at least two of them, the subfolders are classes.
 Unreadable or truncated files are skipped and counted in a warning; a folder with no readable
 image is an error.
+
+Mixed modes are fine: palette, RGBA (alpha dropped), CMYK and grayscale images are converted to
+the set's mode. 16-bit grayscale (PNG/TIFF modes I;16 and I) is scaled to 8 bits (the high byte)
+rather than clipped at 255.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from ganrun.data.base import DATASETS, ArrayDataset, DataSpec
 from ganrun.errors import UserError
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
-GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}  # 16-bit grayscale as Pillow opens it
 
 
 def _open(path: Path):
@@ -38,6 +43,11 @@ def _open(path: Path):
 def _fit(im, mode: str, size: Optional[int]) -> np.ndarray:
     from PIL import Image
 
+    if im.mode in WIDE_MODES:  # Pillow's convert would clip 16-bit values at 255 (a white image)
+        wide = np.asarray(im, dtype=np.int64).clip(0, 65535)
+        if im.mode != "I" or wide.max() > 255:  # mode I also holds 8-bit values in some TIFFs
+            wide >>= 8
+        im = Image.fromarray(wide.astype(np.uint8))
     im = im.convert(mode)
     if size is not None:
         w, h = im.size

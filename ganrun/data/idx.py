@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from pathlib import Path
 from typing import Optional
 
@@ -32,7 +33,7 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rb") as f:
             raw = f.read()
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:  # zlib.error: corrupt compressed data
         raise UserError(f"cannot read {path}: {exc} (re-download or reinstall the dataset)") from None
     ndim = magic & 0xFF
     header = 4 + 4 * ndim

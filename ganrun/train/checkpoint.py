@@ -4,51 +4,70 @@ Contents: format version, step and image counters, state dicts of G, D, G_ema an
 optimizers, RNG states (torch CPU/CUDA and the data order), the fixed sample-grid inputs, the
 model's identity (family, data shape, classes) and the resolved config as a plain dict together
 with the command-line overrides that produced it (so a resume recomposes the same run).
+
+Reading is defensive: the zip members' CRC-32s are checked (torch.load does not), so a truncated
+or bit-flipped file is refused instead of loading garbage weights; `weights_only=True` refuses
+any pickled code; the format version, the model identity and the state-dict shapes are checked,
+each failure a one-line UserError naming the file.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
+import re
+import warnings
+import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 
+from ganrun.atomic import atomic_write
 from ganrun.errors import UserError
 
 FORMAT_VERSION = 1
 CHECKPOINT_DIR = "checkpoints"
 LAST = "last.pt"
 BEST = "best.pt"
+STEP_GLOB = "step_*.pt"  # step-numbered checkpoints, step_<7 digits>.pt; trainer.keep_last of them are kept
 REQUIRED_KEYS = ("format_version", "step", "G", "D", "config", "model_id")
+ZIP_MAGIC = b"PK\x03\x04"
+RESUME_KEYS = ("nimg", "G_ema", "opt_G", "opt_D", "rng", "fixed_z", "fixed_c", "overrides")
+
+
+def step_of(path: Path) -> int:
+    """The step of a step_<n>.pt file (-1 for a name that is not one), for sorting them."""
+    try:
+        return int(Path(path).stem.split("_", 1)[1])
+    except (IndexError, ValueError):
+        return -1
+
+
+def _os_error(exc: Optional[BaseException]) -> Optional[OSError]:
+    """The OSError behind `exc`: torch.save reports a failed write as a RuntimeError whose context is it."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, OSError):
+            return exc
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write `state` to `path` atomically: temp file in the same dir, flush, fsync, rename.
 
-    A crash at any point leaves the previous file at `path` intact.
+    A crash at any point leaves the previous file at `path` intact, and no temp file is left
+    behind by a failed write. A full disk or an unwritable folder raises UserError naming the path.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format_version": FORMAT_VERSION, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
+        atomic_write(path, lambda f: torch.save({"format_version": FORMAT_VERSION, **state}, f))
+    except Exception as exc:  # noqa: BLE001 - only filesystem errors become user errors
+        os_error = _os_error(exc)
+        if os_error is None:
+            raise
+        reason = os_error.strerror or str(os_error)
+        raise UserError(f"cannot write checkpoint {path}: {reason}; free disk space or choose a writable "
+                        "hydra.run.dir (the previous checkpoint, if any, is intact)") from None
 
 
 def resolve_checkpoint(path_or_dir: str | Path) -> Path:
@@ -64,16 +83,54 @@ def resolve_checkpoint(path_or_dir: str | Path) -> Path:
     return p
 
 
-def load_checkpoint(path_or_dir: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint with `weights_only=True` and check it is one of ours, of a version we read."""
-    path = resolve_checkpoint(path_or_dir)
+def _check_archive(path: Path) -> None:
+    """A torch.save file is a zip archive with a CRC-32 per member; torch.load does not check them."""
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError) as exc:
+        raise UserError(f"cannot load checkpoint {path}: the file is truncated, corrupt or not written by "
+                        f"torch.save ({exc}); use another checkpoint (e.g. a step_*.pt next to it)") from None
+    if bad is not None:
+        raise UserError(f"cannot load checkpoint {path}: the file is corrupt (checksum mismatch in {bad}); "
+                        "use another checkpoint (e.g. a step_*.pt next to it)")
+
+
+def _load_failure(exc: Exception, empty: bool) -> str:
+    """Why torch.load(weights_only=True) failed, in words; the restricted unpickler names what it refused."""
+    text = str(exc)
+    found = re.search(r"[Uu]nsupported (?:global: )?GLOBAL ([\w.]+)", text)
+    if found:
+        return (f"it contains pickled Python objects ({found[1]}) that ganrun refuses to load (only tensors and "
+                "plain containers are allowed; nothing in it was executed)")
+    if empty:
+        return "the file is empty"
+    detail = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+    first = detail[1] if detail else (text.strip().splitlines() or [type(exc).__name__])[0]
+    return f"the file is truncated, corrupt or not written by torch.save ({first.strip()[:120]})"
+
+
+def load_checkpoint(path_or_dir: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint with `weights_only=True` and check it is one of ours, of a version we read.
+
+    Every problem is a UserError naming the file: missing, truncated, corrupt (zip CRC), carrying
+    pickled code (refused by the restricted unpickler, never executed), not a ganrun checkpoint,
+    or written by a newer format.
+    """
+    path = resolve_checkpoint(path_or_dir)
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head == ZIP_MAGIC:  # torch.save's format: a zip archive
+        if not zipfile.is_zipfile(path):
+            raise UserError(f"cannot load checkpoint {path}: the file is truncated, corrupt or not written by "
+                            "torch.save (its zip directory is missing; was the write cut short?)")
+        _check_archive(path)
+    try:
+        with warnings.catch_warnings():  # e.g. torch's pickle-protocol notice: the error below says it all
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - truncated zip, pickled code, foreign format
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
-            reason = "it contains pickled Python objects that ganrun refuses to load (only plain tensors and containers are allowed)"
-        raise UserError(f"cannot load checkpoint {path}: {reason[:300]}") from None
+        raise UserError(f"cannot load checkpoint {path}: {_load_failure(exc, empty=not head)}") from None
     if not isinstance(state, dict) or any(k not in state for k in REQUIRED_KEYS):
         raise UserError(f"{path} is not a ganrun checkpoint (missing keys); pass a file written by `ganrun train`")
     version = state["format_version"]
@@ -85,6 +142,25 @@ def load_checkpoint(path_or_dir: str | Path, map_location: str | torch.device = 
     return state
 
 
+def check_resumable(state: dict[str, Any]) -> None:
+    """A checkpoint to resume from needs the optimizer, RNG and data-order state too."""
+    missing = [k for k in RESUME_KEYS if k not in state]
+    if missing:
+        raise UserError(f"checkpoint {state.get('path')} cannot be resumed: it lacks {', '.join(missing)} "
+                        "(it holds weights only; use it with `ganrun eval`, or resume from a last.pt)")
+
+
+def load_state(module: Any, state: dict[str, Any], what: str, path: Any) -> None:
+    """`module.load_state_dict(state)`, with a mismatch reported as one line naming the file."""
+    try:
+        module.load_state_dict(state)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        detail = "; ".join(lines[1:3] or lines[:1])
+        raise UserError(f"checkpoint {path} does not fit the configured {what} ({detail[:300]}); was it "
+                        "written with other model options (model.latent_dim, model.minibatch_std, ...)?") from None
+
+
 def model_identity(model_cfg, spec) -> dict[str, Any]:
     """What must match for a checkpoint's weights to fit a model: family, data shape, classes."""
     return {"model": model_cfg.name, "shape": list(spec.shape), "num_classes": int(spec.num_classes),
@@ -92,6 +168,7 @@ def model_identity(model_cfg, spec) -> dict[str, Any]:
 
 
 def check_identity(state: dict[str, Any], expected: dict[str, Any]) -> None:
+    """Refuse a checkpoint written for another model family, data shape or label set, saying which."""
     found = state["model_id"]
     if found != expected:
         diffs = [f"{k}: checkpoint {found.get(k)!r} vs config {expected.get(k)!r}"
