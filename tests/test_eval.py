@@ -73,6 +73,7 @@ def test_eval_during_training_logs_fid_and_keeps_best(ganrun, tmp_path, idx_data
     best = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
     assert best["best"]["metric"] == "fid400/domain"
     assert best["best"]["value"] == pytest.approx(min(e.value for e in fid), rel=1e-5)
+    assert best["nimg"] == best["step"] * 32  # the counters of the evaluated step, not of an older checkpoint
 
 
 def test_sample_grid_interpolation_and_bad_label(ganrun, tmp_path, idx_data):

@@ -294,7 +294,7 @@ def test_loop_checks_before_every_checkpoint_and_never_saves_a_diverged_state():
         def samples(self, step):
             pass
 
-        def evaluate(self, step):
+        def evaluate(self, step, nimg):
             return None
 
         def checkpoint(self, step, nimg):

@@ -126,7 +126,6 @@ class RunJobs:
     best: Optional[float] = None  # best primary metric so far (lower is better)
     last_saved: Optional[Path] = None  # the newest checkpoint this run wrote
     _evaluator: Any = None
-    _nimg: int = 0
 
     @property
     def sampler(self):
@@ -151,7 +150,7 @@ class RunJobs:
         save_png(img, self.run_dir / "samples" / f"fakes_{step:07d}.png")
         self.tb.flush()
 
-    def evaluate(self, step: int) -> Optional[dict[str, float]]:
+    def evaluate(self, step: int, nimg: int) -> Optional[dict[str, float]]:
         """Metrics of the sampling G; keeps checkpoints/best.pt at the best primary metric."""
         if self.make_evaluator is None:
             return None
@@ -168,7 +167,7 @@ class RunJobs:
         value = sign * results[name]
         if self.best is None or value < self.best:
             self.best = value
-            state = self.state(step, self._nimg)
+            state = self.state(step, nimg)
             state["best"] = {"metric": name, "value": results[name]}
             ckpt.save_checkpoint(self.run_dir / ckpt.CHECKPOINT_DIR / ckpt.BEST, state)
         return results
@@ -195,7 +194,6 @@ class RunJobs:
 
     def checkpoint(self, step: int, nimg: int) -> None:
         """last.pt every time; step_<step>.pt at checkpoint_every multiples, the newest keep_last kept."""
-        self._nimg = nimg
         nets = [("G", self.G), ("D", self.D)] + ([("G_ema", self.G_ema)] if self.G_ema is not None else [])
         for name, net in nets:  # one host sync per checkpoint: never save a diverged state
             if not bool(torch.stack([p.detach().isfinite().all() for p in net.parameters()]).all()):

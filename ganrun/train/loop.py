@@ -38,7 +38,7 @@ class Jobs(Protocol):
 
     def log(self, step: int, values: dict[str, float]) -> None: ...
     def samples(self, step: int) -> None: ...
-    def evaluate(self, step: int) -> Optional[dict[str, float]]: ...
+    def evaluate(self, step: int, nimg: int) -> Optional[dict[str, float]]: ...
     def checkpoint(self, step: int, nimg: int) -> None: ...
 
 
@@ -92,7 +92,7 @@ def train_loop(step_fn: Callable, next_batches: Callable[[], list], stats, sched
         if (_due(step, schedule.sample_every) or final) and not stopping:
             jobs.samples(step)
         if schedule.eval_every and (_due(step, schedule.eval_every) or final) and not stopping:
-            metrics = jobs.evaluate(step) or metrics
+            metrics = jobs.evaluate(step, nimg) or metrics
         if save:
             jobs.checkpoint(step, nimg)
             saved = step
