@@ -110,7 +110,7 @@ def test_optimizers_build_with_their_settings():
      r"model=dcgan makes 32×32 or 64×64 images but dataset=fashion_mnist gives 28×28; pass dataset.image_size=32"),
     (["model=dcgan", "dataset=ring8"], r"model=dcgan is convolutional and needs images; dataset=ring8"),
     (["model=dcgan", "loss.gp_weight=10"], r"loss.gp_weight > 0 needs a discriminator without BatchNorm"),
-    (["loss=wasserstein"], r"loss=wasserstein needs a Lipschitz critic: set loss.gp_weight=10"),
+    (["loss=wasserstein", "loss.gp_weight=0"], r"loss=wasserstein needs a Lipschitz critic: set loss.gp_weight=10"),
     (["model=wgan_gp", "loss.real_label=0.9"], r"label smoothing\) have no effect with loss=wasserstein"),
     (["optimizer=rmsprop", "optimizer.alpha=1.5"], r"optimizer.alpha must be in \[0, 1\), got 1.5"),
 ])

@@ -13,8 +13,6 @@ fraction and reverse KL on 2,500 samples.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,6 +21,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
+from ganrun.atomic import atomic_write
 from ganrun.config.schema import DatasetConfig, EvalConfig
 from ganrun.data import ArrayDataset, DataSpec, build_dataset
 from ganrun.errors import UserError
@@ -80,20 +79,6 @@ def cache_dir_of(cfg: EvalConfig) -> Path:
     return Path(cfg.cache_dir).expanduser() if cfg.cache_dir else F.default_cache_dir()
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def reference_features(net: FeatureNet, reals: torch.Tensor, cache_dir: Path) -> tuple[np.ndarray, Optional[np.ndarray]]:
     """Features of the reference images, computed once and cached keyed by network and data."""
     digest = hashlib.sha256(reals.numpy().tobytes() + str(tuple(reals.shape)).encode()).hexdigest()[:16]
@@ -106,7 +91,8 @@ def reference_features(net: FeatureNet, reals: torch.Tensor, cache_dir: Path) ->
         except Exception:  # noqa: BLE001 - a damaged cache file is recomputed and replaced
             pass
     feats, probs = net(reals)
-    _atomic_save({"feats": torch.from_numpy(feats), "probs": None if probs is None else torch.from_numpy(probs)}, path)
+    cached = {"feats": torch.from_numpy(feats), "probs": None if probs is None else torch.from_numpy(probs)}
+    atomic_write(path, lambda f: torch.save(cached, f))
     return feats, probs
 
 
