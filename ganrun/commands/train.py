@@ -339,6 +339,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> dict
             tb.image("samples/reals", image_grid(to_model_range(dataset.data[: len(fixed_z)])), 0)
     record = {"config": resolved, "overrides": list(overrides), "model_id": ckpt.model_identity(c.model, spec),
               "spec": spec_to_dict(spec)}
+
     def make_evaluator():
         progress = FractionProgress("fitting the domain classifier", c.logger.progress)
         try:
