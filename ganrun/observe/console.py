@@ -34,9 +34,9 @@ class Console:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
             self._progress = Progress(
-                TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[speed]}"),
-                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[losses]}"),
-                refresh_per_second=4, transient=False,
+                TextColumn("[bold]train"), BarColumn(bar_width=24), MofNCompleteColumn(),
+                TextColumn("{task.fields[speed]}"), TimeElapsedColumn(), TextColumn("<"), TimeRemainingColumn(),
+                TextColumn("{task.fields[losses]}"), refresh_per_second=4, transient=False,
             )
             self._task = self._progress.add_task("train", total=total_steps, completed=start_step, speed="", losses="")
             self._progress.start()
@@ -48,8 +48,9 @@ class Console:
     def log(self, step: int, values: dict[str, float]) -> None:
         speed = values.get("speed/images_per_s")
         speed_text = f"{speed / 1000:.1f}k img/s" if speed else ""
-        if self._progress is not None:
-            self._progress.update(self._task, completed=step, speed=speed_text, losses=_summary(values))
+        if self._progress is not None:  # the bar has room for the two losses only
+            short = "  ".join(f"{k[5:]} {values[k]:.3g}" for k in ("loss/D", "loss/G") if k in values)
+            self._progress.update(self._task, completed=step, speed=speed_text, losses=short)
         elif self.mode == "plain":
             elapsed = time.perf_counter() - self.t0
             done = max(step - self.start_step, 1)
