@@ -129,3 +129,34 @@ def test_batch_source_epochs_cover_the_data_and_resume_exactly(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(expected, [again.next()[1] for _ in range(6)]))
     with pytest.raises(UserError, match="batch_size"):
         BatchSource(ds, 65, torch.device("cpu"), seed=0)
+
+
+def test_cifar10_batches_load_as_uint8_nchw(tmp_path, monkeypatch):
+    """torchvision's python batches (here tiny fakes; its md5 check is bypassed) → (N, 3, 32, 32) uint8."""
+    import pickle
+
+    import torchvision
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    rows = {}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 256, size=(4, 3 * 32 * 32), dtype=np.uint8)
+        labels = [int(x) for x in rng.integers(0, 10, size=4)]
+        rows[name] = (data, labels)
+        with open(folder / name, "wb") as f:
+            pickle.dump({"data": data, "labels": labels}, f)
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": ["c%d" % i for i in range(10)]}, f)
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "_check_integrity", lambda self: True)
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *a, **k: True)
+    train = build_dataset(ds_cfg("cifar10", root=str(tmp_path)))
+    assert train.data.shape == (20, 3, 32, 32) and train.data.dtype == torch.uint8
+    first = torch.from_numpy(rows["data_batch_1"][0][0].reshape(3, 32, 32))
+    assert torch.equal(train.data[0], first) and train.labels[:4].tolist() == rows["data_batch_1"][1]
+    assert train.spec.num_classes == 10 and train.spec.shape == (3, 32, 32)
+    test = build_dataset(ds_cfg("cifar10", root=str(tmp_path)), split="test")
+    assert len(test.data) == 4
+    resized = build_dataset(ds_cfg("cifar10", root=str(tmp_path), image_size=64))
+    assert resized.data.shape == (20, 3, 64, 64)
