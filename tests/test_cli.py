@@ -130,3 +130,13 @@ def test_folder_dataset_trains(ganrun, tmp_path):
     assert out.returncode == 0, out.stderr
     state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert state["model_id"]["shape"] == [3, 8, 8]
+
+
+def test_sweep_job_dirs_leave_paths_out_of_their_names(ganrun, tmp_path):
+    data = make_idx_dataset(tmp_path / "deep" / "path" / "to" / "fashion", n_train=64, n_test=16)
+    out = ganrun("train", "-m", f"dataset.root={data}", "trainer.max_steps=2", "trainer.batch_size=16", *FAST,
+                 "seed=1,2", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert out.returncode == 0, out.stderr
+    jobs = sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir())
+    assert len(jobs) == 2 and "seed=1" in jobs[0] and "seed=2" in jobs[1], jobs
+    assert not any("dataset.root" in j or "deep" in j for j in jobs), jobs  # no path, no nested folders
