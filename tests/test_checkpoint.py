@@ -17,7 +17,9 @@ def sample_state() -> dict:
     net(torch.randn(4, 3)).sum().backward()
     opt.step()
     return {"step": 7, "nimg": 70, "G": net.state_dict(), "D": net.state_dict(), "opt_G": opt.state_dict(),
-            "rng": {"torch": torch.get_rng_state()}, "config": {"seed": 0, "model": {"name": "mlp"}},
+            "rng": {"torch": torch.get_rng_state(), "cuda": [],
+                                                      "data": {"epoch": 0, "position": 1,
+                                                               "generator": torch.Generator().get_state()}}, "config": {"seed": 0, "model": {"name": "mlp"}},
             "overrides": ["dataset=ring8"], "model_id": ID}
 
 

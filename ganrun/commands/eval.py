@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from ganrun import memory
 from ganrun.commands.evaluation import Evaluator, metric_tag
 from ganrun.commands.runs import load_run
 from ganrun.commands.train import generate, pick_device, render
@@ -36,6 +38,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     validate(c)
     device = pick_device(c.device.name)
     run = load_run(c.checkpoint, device)
+    memory.require("eval.num_samples", c.eval.num_samples, 8 * math.prod(run.spec.shape), "cpu",
+                   what="the evaluation samples")
     progress = FractionProgress("fitting the domain classifier", c.logger.progress)
     try:
         evaluator = Evaluator(c.eval, run.dataset_cfg, run.spec, device, progress=progress)

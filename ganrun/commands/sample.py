@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from ganrun import memory
 from ganrun.commands.runs import load_run
 from ganrun.commands.train import generate, pick_device, render
 from ganrun.config.schema import SampleAppConfig
@@ -33,6 +35,7 @@ def sample(cfg: DictConfig) -> Path:
     device = pick_device(c.device.name)
     run = load_run(c.checkpoint, device)
     G, spec = run.G, run.spec
+    memory.require("n", c.n, 4 * G.latent_dim + 8 * math.prod(spec.shape), device, what="the samples")
     if c.label is not None and not G.num_classes:
         raise UserError(f"label={c.label} given but model={run.model_cfg.name} is not conditional")
     if c.label is not None and not 0 <= c.label < G.num_classes:

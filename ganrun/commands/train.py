@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from ganrun.config.schema import TrainAppConfig
 from ganrun.config.validate import validate
 from ganrun.data import ArrayDataset, DataSpec, build_dataset, to_model_range
 from ganrun.data.loader import BatchSource
+from ganrun import memory
 from ganrun.errors import Interrupted, UserError
 from ganrun.losses import build_loss, check_discriminator
 from ganrun.models import build_models, count_parameters
@@ -63,6 +65,29 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def check_sizes(c: TrainAppConfig, spec: DataSpec, device: torch.device) -> None:
+    """Refuse, before allocating, sizes whose tensors cannot fit on the device (one line, what fits)."""
+    memory.require_model(c.model, spec, build_models, device)
+    example = 4 * math.prod(spec.shape)  # one example as float32
+    memory.require("trainer.n_critic", c.trainer.n_critic, c.trainer.batch_size * example, device,
+                   what="the D batches of one step")
+    if spec.is_image:
+        memory.require("trainer.num_sample_images", c.trainer.num_sample_images, 4 * c.model.latent_dim + 2 * example,
+                       device, what="the fixed-noise sample grid")
+    if c.eval.every:
+        memory.require("eval.num_samples", c.eval.num_samples, 2 * example, "cpu", what="the evaluation samples")
+
+
+def check_batch_norm(c: TrainAppConfig, G: torch.nn.Module, D: torch.nn.Module) -> None:
+    """BatchNorm needs two examples per batch to have batch statistics at all."""
+    if c.trainer.batch_size >= 2:
+        return
+    for name, net in (("G", G), ("D", D)):
+        if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules()):
+            raise UserError(f"trainer.batch_size={c.trainer.batch_size} cannot train model={c.model.name}: its {name} "
+                            "has BatchNorm layers, which need at least 2 examples per batch; use trainer.batch_size>=2")
 
 
 def total_steps(t, dataset_size: int) -> int:
@@ -288,7 +313,9 @@ def train(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> dict
     seed_everything(c.seed)
     dataset = build_dataset(c.dataset)
     spec = dataset.spec
+    check_sizes(c, spec, device)
     G, D = build_models(c.model, spec)
+    check_batch_norm(c, G, D)
     G, D = G.to(device), D.to(device)
     G_ema = copy.deepcopy(G).requires_grad_(False) if c.trainer.ema_decay > 0 else None
     loss = build_loss(c.loss)

@@ -8,15 +8,24 @@ that learn those facts, and raise the same way.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+import dataclasses
+import difflib
+import math
+from typing import Any, Iterable, Iterator
 
 from ganrun.errors import UserError
+
+INT64_MAX = 2**63 - 1
+SEED_RANGE = (0, 2**63 - 2)  # torch, numpy and the sample grid (seed + 1) all take these
+# Dotted keys whose infinity (or NaN) means something. None today: a key that gains such a meaning
+# is listed here, and its own validator then says what the value does.
+NON_FINITE_OK: frozenset[str] = frozenset()
 
 
 def _positive(name: str, value: Any, *, allow_none: bool = False, allow_zero: bool = False) -> None:
     if value is None and allow_none:
         return
-    if value is None or value < 0 or (value == 0 and not allow_zero):
+    if value is None or not (value > 0 or (allow_zero and value == 0)):  # written so NaN fails too
         bound = ">= 0" if allow_zero else "> 0"
         raise UserError(f"{name} must be {bound}, got {value}")
 
@@ -30,6 +39,50 @@ def _one_of(name: str, value: Any, choices: Iterable[Any]) -> None:
 def _probability(name: str, value: float) -> None:
     if not 0.0 <= value <= 1.0:
         raise UserError(f"{name} must be in [0, 1], got {value}")
+
+
+def walk(obj: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Every leaf of a typed config as (dotted key, value), lists by index: `optimizer.betas[0]`.
+
+    Generic over dataclasses, so a group's or a model family's own schema is walked the same way.
+    Raises UserError for an attribute that is not a field of its dataclass: Hydra's `+key=` and
+    `++key=` add keys to a structured config, which `OmegaConf.to_object` keeps as attributes.
+    """
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        names = [f.name for f in dataclasses.fields(obj)]
+        extra = sorted(set(vars(obj)) - set(names))
+        if extra:
+            key = f"{prefix}{extra[0]}"
+            close = difflib.get_close_matches(extra[0], names, n=1)
+            hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
+            raise UserError(f"unknown key '{key}': {type(obj).__name__} has no such field ('+' and '++' cannot add "
+                            f"keys to ganrun's config){hint}")
+        for name in names:
+            yield from walk(getattr(obj, name), f"{prefix}{name}.")
+    elif isinstance(obj, (list, tuple)):
+        for i, item in enumerate(obj):
+            yield from walk(item, f"{prefix[:-1]}[{i}].")
+    elif isinstance(obj, dict):
+        for key, item in obj.items():
+            yield from walk(item, f"{prefix}{key}.")
+    else:
+        yield prefix[:-1], obj
+
+
+def validate_numbers(cfg: Any) -> None:
+    """At the root, for every field of every group: no unknown keys; floats finite (NaN passes every
+    range check, since `nan < 0` and `nan == 0` are both false); ints within int64; seeds within what
+    the RNGs take."""
+    for key, value in walk(cfg):
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, float) and not math.isfinite(value) and key not in NON_FINITE_OK:
+            raise UserError(f"{key} must be a finite number, got {value}")
+        if isinstance(value, int):
+            if key.rsplit(".", 1)[-1] == "seed" and not SEED_RANGE[0] <= value <= SEED_RANGE[1]:
+                raise UserError(f"{key} must be an integer in [{SEED_RANGE[0]}, {SEED_RANGE[1]}], got {value}")
+            if not -INT64_MAX - 1 <= value <= INT64_MAX:
+                raise UserError(f"{key}={value} is too large: integers must fit in 64 bits (|{key}| < 2**63)")
 
 
 def validate_dataset(d) -> None:
@@ -136,6 +189,7 @@ VALIDATORS = {
 
 def validate(cfg) -> None:
     """Check every group present on `cfg` (a typed app config); raise UserError on the first problem."""
+    validate_numbers(cfg)
     for group, check in VALIDATORS.items():
         if hasattr(cfg, group):
             check(getattr(cfg, group))

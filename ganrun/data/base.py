@@ -79,6 +79,10 @@ def _take(ds: ArrayDataset, n: int) -> ArrayDataset:
 
 def _resize(ds: ArrayDataset, size: int, chunk: int = 4096) -> ArrayDataset:
     """Resize uint8 images once at load time (bilinear, antialiased), so training never does."""
+    from ganrun import memory
+
+    memory.require("dataset.image_size", size, len(ds.data) * ds.spec.shape[0], power=2,
+                   fixed_bytes=min(chunk, len(ds.data)) * ds.spec.shape[0] * size * size * 4, what="the resized images")
     out = []
     for i in range(0, len(ds.data), chunk):
         x = ds.data[i : i + chunk].float()

@@ -8,6 +8,7 @@ in torchvision's `<Class>/raw/` layout.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
 from pathlib import Path
@@ -46,7 +47,10 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
             f"0x{magic:08x}); check dataset.root"
         )
     dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    expected = int(np.prod(dims))
+    if ndim > 1 and 0 in dims[1:]:
+        raise UserError(f"{path} holds images of size {' x '.join(map(str, dims[1:]))} (header shape {tuple(dims)}): "
+                        "an image needs at least one pixel; re-download it or check dataset.root")
+    expected = math.prod(dims)  # Python ints: a header of huge dims cannot overflow into a match
     if len(raw) - header != expected:
         raise UserError(
             f"{path} is truncated or corrupt: {len(raw) - header} bytes of data for shape "

@@ -12,6 +12,7 @@ import math
 
 import torch
 
+from ganrun import memory
 from ganrun.data.base import DATASETS, ArrayDataset, DataSpec
 
 DATA_SEED = {"train": 0, "test": 1}
@@ -32,6 +33,7 @@ def sample_mixture(centers: torch.Tensor, std: float, n: int, generator: torch.G
 
 
 def _mixture(name: str, centers: list[tuple[float, float]], std: float, cfg, split: str) -> ArrayDataset:
+    memory.require("dataset.num_points", cfg.num_points, 28, what="the generated points")  # randint int64 + 2 x randn f32
     gen = torch.Generator().manual_seed(DATA_SEED[split])
     points = sample_mixture(torch.tensor(centers), std, cfg.num_points, gen)
     spec = DataSpec(name=name, kind="points", shape=(2,), size=len(points),

@@ -23,6 +23,7 @@ import torch
 
 from ganrun.atomic import atomic_write
 from ganrun.errors import UserError
+from ganrun.train import checkpoint_schema
 
 FORMAT_VERSION = 1
 CHECKPOINT_DIR = "checkpoints"
@@ -131,13 +132,22 @@ def load_checkpoint(path_or_dir: str | Path, map_location: str | torch.device = 
             state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - truncated zip, pickled code, foreign format
         raise UserError(f"cannot load checkpoint {path}: {_load_failure(exc, empty=not head)}") from None
+    if head != ZIP_MAGIC:  # loaded by the restricted unpickler (nothing ran), but no checksum covers it
+        raise UserError(f"cannot load checkpoint {path}: it is in torch's legacy (non-zip) format, which carries no "
+                        "checksums, so damage in it would go unseen; ganrun reads only the zip format `ganrun train` "
+                        "writes (re-save it with torch.save)")
     if not isinstance(state, dict) or any(k not in state for k in REQUIRED_KEYS):
         raise UserError(f"{path} is not a ganrun checkpoint (missing keys); pass a file written by `ganrun train`")
     version = state["format_version"]
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if type(version) is int and version > FORMAT_VERSION:
         raise UserError(
             f"{path} has checkpoint format {version}, newer than this ganrun reads ({FORMAT_VERSION}); upgrade ganrun"
         )
+    problem = checkpoint_schema.check(state)
+    if problem is not None:
+        where, expected, got = problem
+        raise UserError(f"checkpoint {path} is damaged or not written by ganrun: field '{where}' must be {expected}, "
+                        f"found {got}; use another checkpoint (e.g. a step_*.pt next to it)")
     state["path"] = str(path)
     return state
 
@@ -154,11 +164,24 @@ def load_state(module: Any, state: dict[str, Any], what: str, path: Any) -> None
     """`module.load_state_dict(state)`, with a mismatch reported as one line naming the file."""
     try:
         module.load_state_dict(state)
+        if isinstance(module, torch.optim.Optimizer):
+            _check_optimizer_shapes(module)
     except (RuntimeError, ValueError, KeyError) as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         detail = "; ".join(lines[1:3] or lines[:1])
         raise UserError(f"checkpoint {path} does not fit the configured {what} ({detail[:300]}); was it "
                         "written with other model options (model.latent_dim, model.minibatch_std, ...)?") from None
+
+
+def _check_optimizer_shapes(opt: torch.optim.Optimizer) -> None:
+    """Optimizer.load_state_dict checks the group sizes but not the state tensors' shapes: each must be a
+    scalar (a step count) or have its parameter's shape (a moment)."""
+    for group in opt.param_groups:
+        for p in group["params"]:
+            for name, value in opt.state.get(p, {}).items():
+                if isinstance(value, torch.Tensor) and value.dim() and value.shape != p.shape:
+                    raise ValueError(f"optimizer state '{name}' has shape {list(value.shape)} for a parameter of "
+                                     f"shape {list(p.shape)}")
 
 
 def model_identity(model_cfg, spec) -> dict[str, Any]:
