@@ -15,8 +15,13 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Iterator, Optional
+
+TEMP_PREFIX, TEMP_SUFFIX = ".", ".tmp"  # temp files: .<name>.<random>.tmp beside the target
+STALL_ENV = "GANRUN_TEST_STALL_WRITE"  # test hook, "BYTES:SECONDS:NTH": stall the NTH write (0: each) after BYTES
+_writes = 0  # atomic writes started by this process (for the test hook's NTH)
 
 
 def _umask() -> int:
@@ -39,18 +44,25 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
     Raises what `write`, the filesystem or the rename raise (OSError for a full disk or an
     unwritable folder), always after removing the temp file.
     """
+    global _writes
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    _writes += 1
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the mode open() would
         with os.fdopen(fd, "wb") as f:
-            write(f)
+            write(_stalling(f, path) if os.environ.get(STALL_ENV) else f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        interrupt = _interrupt_in(exc)
+        if interrupt is not None and interrupt is not exc:
+            # a signal's exception raised inside the writer, which then failed closing its half-written
+            # archive: report the signal (one line), not the writer's error (a traceback)
+            raise interrupt from None
         raise
     try:  # make the rename itself durable
         dir_fd = os.open(path.parent, os.O_RDONLY)
@@ -61,6 +73,47 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
     except OSError:
         pass
     return path
+
+
+def _interrupt_in(exc: Optional[BaseException]) -> Optional[BaseException]:
+    """The KeyboardInterrupt (a signal's Interrupted) in `exc` or its chain of causes, if any."""
+    for _ in range(20):
+        if exc is None or isinstance(exc, KeyboardInterrupt):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def stale_temp_files(folder: str | Path) -> Iterator[Path]:
+    """Temp files that atomic writes into `folder` left behind when their process was killed."""
+    folder = Path(folder)
+    if folder.is_dir():
+        yield from (p for p in folder.glob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}") if p.is_file())
+
+
+class _Stall:
+    """The test hook: a file whose writes pause once BYTES have been written (see STALL_ENV)."""
+
+    def __init__(self, f: BinaryIO, path: Path, at: int, seconds: float) -> None:
+        self._f, self._path, self._at, self._seconds, self._n = f, path, at, seconds, 0
+
+    def write(self, data) -> int:
+        before, self._n = self._n, self._n + len(data)
+        if before <= self._at < self._n or (self._at == 0 and before == 0):
+            head = self._at - before
+            written = self._f.write(bytes(memoryview(data)[:head])) if head > 0 else 0
+            os.write(2, f"ganrun-test: stalling the write of {self._path} at {self._at} bytes\n".encode())
+            time.sleep(self._seconds)
+            return written + self._f.write(bytes(memoryview(data)[head:]))
+        return self._f.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+
+def _stalling(f: BinaryIO, path: Path):
+    at, seconds, nth = os.environ[STALL_ENV].split(":")
+    return _Stall(f, path, int(at), float(seconds)) if int(nth) in (0, _writes) else f
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:

@@ -23,6 +23,9 @@ from typing import Callable, NoReturn
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 HYDRA_VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--info", "-i", "--config-path", "-cp",
                      "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun"}
+PHASES = {"train": "start-up (before the first step; no new checkpoint was written)",
+          "eval": "the evaluation (no result was written)", "sample": "sampling (no image was written)",
+          "features": "the feature-network fit (nothing was cached)"}  # for "stopped by SIGTERM during ..."
 USAGE = "usage: ganrun <command> [group=option ...] [key=value ...]   (commands: {names})"
 
 
@@ -57,11 +60,15 @@ def main(argv: list[str] | None = None) -> None:
         if not overrides or overrides[0] not in command.actions:
             fail(f"usage: ganrun {name} <{'|'.join(command.actions)}> [overrides]")
         overrides = [f"action={overrides[0]}", *overrides[1:]]
+    from ganrun.train.signals import StopOnSignal
+
     try:
-        _check_group_choices(name, overrides)
-        _prevalidate(name, overrides)
-        overrides = [*overrides, *_check_run_dir(name, overrides)]
-        _run_hydra(name, _guarded(command.run), overrides)
+        # a signal before training's own handler takes over, or in eval/sample: stop at once, one line
+        with StopOnSignal(defer=False, phase=PHASES.get(name, f"ganrun {name}")):
+            _check_group_choices(name, overrides)
+            _prevalidate(name, overrides)
+            overrides = [*overrides, *_check_run_dir(name, overrides)]
+            _run_hydra(name, _guarded(command.run), overrides)
     except KeyboardInterrupt as exc:
         stopped(exc)
     except Exception as exc:  # noqa: BLE001 - sorted into user errors and bugs below
@@ -225,9 +232,11 @@ def _check_run_dir(config_name: str, overrides: list[str]) -> list[str]:
         return []
     resume = values.get("trainer.resume")
     if isinstance(resume, str):
-        from ganrun.train.checkpoint import CHECKPOINT_DIR, LAST, resolve_checkpoint
+        from ganrun.train.checkpoint import CHECKPOINT_DIR, LAST
 
-        if resolve_checkpoint(resume).resolve() == (run_dir / CHECKPOINT_DIR / LAST).resolve():
+        # in place: the run dir itself (its newest checkpoint that verifies) or its last.pt
+        if Path(resume).expanduser().absolute().resolve() in (run_dir.resolve(),
+                                                               (run_dir / CHECKPOINT_DIR / LAST).resolve()):
             if "hydra.output_subdir" in values:
                 return []
             return [f"hydra.output_subdir=.hydra/resume-{time.strftime('%Y%m%d-%H%M%S')}"]

@@ -277,7 +277,7 @@ CASES = [
     Case("ckpt-missing", lambda t, s: [f"trainer.resume={t / 'nope.pt'}"],
          r"checkpoint .*nope\.pt does not exist", kind="checkpoint"),
     Case("ckpt-dir-without-checkpoint", lambda t, s: [f"trainer.resume={t}"],
-         r"no checkpoint in .* \(looked for checkpoints/last\.pt and checkpoints/best\.pt\)", kind="checkpoint"),
+         r"no checkpoint in .* \(looked for checkpoints/last\.pt, checkpoints/step_\*\.pt and checkpoints/best\.pt\)", kind="checkpoint"),
     Case("ckpt-empty-file", lambda t, s: [f"trainer.resume={truncated(s, t, 0.0)}"],
          r"cannot load checkpoint .*truncated_0\.0\.pt: the file is empty",
          kind="checkpoint"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -18,6 +18,7 @@ from ganrun.config.validate import validate
 from ganrun.data import ArrayDataset, DataSpec, build_dataset, to_model_range
 from ganrun.data.loader import BatchSource
 from ganrun import memory
+from ganrun.atomic import stale_temp_files
 from ganrun.errors import Interrupted, UserError
 from ganrun.losses import build_loss, check_discriminator
 from ganrun.models import build_models, count_parameters
@@ -147,6 +148,7 @@ class RunJobs:
     keep_last: int
     checkpoint_every: int
     make_evaluator: Optional[Callable[[], Any]] = None  # builds the Evaluator on first need
+    stop: StopOnSignal = field(default_factory=StopOnSignal)  # long host work runs in stop.now(...)
     health: Optional[Health] = None
     best: Optional[float] = None  # best primary metric so far (lower is better)
     last_saved: Optional[Path] = None  # the newest checkpoint this run wrote
@@ -167,6 +169,10 @@ class RunJobs:
             self.tb.text("health", f"step {step}: {text}", step)
 
     def samples(self, step: int) -> None:
+        with self.stop.now("the sample grid"):
+            self._samples(step)
+
+    def _samples(self, step: int) -> None:
         spec = self.dataset.spec
         fakes = generate(self.sampler, self.fixed_z, self.fixed_c)
         nrow = len(fakes) // self.sampler.num_classes if self.sampler.num_classes else None
@@ -179,10 +185,11 @@ class RunJobs:
         """Metrics of the sampling G; keeps checkpoints/best.pt at the best primary metric."""
         if self.make_evaluator is None:
             return None
-        if self._evaluator is None:
-            self._evaluator = self.make_evaluator()
-        ev = self._evaluator
-        results = ev.evaluate(self.sampler)
+        with self.stop.now("the evaluation" if self._evaluator else "the first evaluation (fitting the feature network)"):
+            if self._evaluator is None:
+                self._evaluator = self.make_evaluator()
+            ev = self._evaluator
+            results = ev.evaluate(self.sampler)
         self.tb.scalars(step, {metric_tag(k): v for k, v in results.items()})
         self.console.message(f"eval at step {step}: " + "  ".join(
             f"{k} {v:.4g}" for k, v in results.items() if k != "eval/seconds"))
@@ -300,9 +307,12 @@ def train(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> dict
     c = to_typed(cfg)
     run_dir = Path(run_dir)
     last = run_dir / ckpt.CHECKPOINT_DIR / ckpt.LAST
-    if last.exists() and (resumed is None or Path(resumed["path"]).resolve() != last.resolve()):
+    if last.exists() and (resumed is None or Path(resumed["path"]).resolve().parent != last.parent.resolve()):
         raise UserError(f"{run_dir} already holds a run ({last}); resume it with trainer.resume={run_dir} "
                         "or choose another hydra.run.dir")
+    stale = list(stale_temp_files(run_dir / ckpt.CHECKPOINT_DIR))  # of writes this run's killed process left
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
 
     # build: device, data, models, loss, optimizers
     device = pick_device(c.device.name)
@@ -351,7 +361,12 @@ def train(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> dict
     console = Console(c.logger.progress, steps, start_step)
     if c.logger.print_config and c.logger.progress != "none":
         print_config_tree(resolved)
-    for note in dataset.notes:
+    notes = list(dataset.notes)
+    if stale:
+        notes.append(f"removed {len(stale)} temp file(s) left by interrupted checkpoint writes")
+    if resumed is not None and resumed.get("skipped"):
+        notes.append(f"resuming from {Path(resumed['path']).name}; passed over: {'; '.join(resumed['skipped'])}")
+    for note in notes:
         console.message(f"warning: {note}", style="warning")
     console.message(
         f"{c.model.name}: G {count_parameters(G):,} params, D {count_parameters(D):,} params | "
@@ -389,7 +404,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> dict
                          notify=lambda text: console.message(text, style="warning"))
     schedule = Schedule(steps, c.trainer.log_every, c.trainer.sample_every, c.trainer.checkpoint_every, c.eval.every)
     try:
-        with StopOnSignal() as stop:
+        with jobs.stop as stop:
             result = train_loop(
                 step_fn, lambda: [source.next() for _ in range(c.trainer.n_critic)], Stats(), schedule, jobs,
                 start_step=start_step, start_nimg=start_nimg, images_per_step=c.trainer.batch_size,

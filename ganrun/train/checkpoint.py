@@ -71,17 +71,53 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
                         "hydra.run.dir (the previous checkpoint, if any, is intact)") from None
 
 
+def candidates(run_dir: Path) -> list[Path]:
+    """A run dir's checkpoints, newest first as far as names tell: last.pt, step_*.pt by step, best.pt."""
+    folder = run_dir / CHECKPOINT_DIR
+    steps = sorted(folder.glob(STEP_GLOB), key=step_of, reverse=True) if folder.is_dir() else []
+    found = [folder / LAST, *steps, folder / BEST, run_dir / LAST]
+    return [p for p in found if p.is_file()]
+
+
 def resolve_checkpoint(path_or_dir: str | Path) -> Path:
-    """A checkpoint file, or a run dir (→ checkpoints/last.pt, else best.pt)."""
+    """A checkpoint file, or a run dir (→ its newest-named checkpoint; `load_checkpoint` verifies)."""
     p = Path(path_or_dir).expanduser()
     if p.is_dir():
-        for candidate in (p / CHECKPOINT_DIR / LAST, p / CHECKPOINT_DIR / BEST, p / LAST):
-            if candidate.is_file():
-                return candidate
-        raise UserError(f"no checkpoint in {p} (looked for {CHECKPOINT_DIR}/{LAST} and {CHECKPOINT_DIR}/{BEST})")
+        found = candidates(p)
+        if found:
+            return found[0]
+        raise UserError(f"no checkpoint in {p} (looked for {CHECKPOINT_DIR}/{LAST}, {CHECKPOINT_DIR}/step_*.pt and "
+                        f"{CHECKPOINT_DIR}/{BEST})")
     if not p.exists():
         raise UserError(f"checkpoint {p} does not exist")
     return p
+
+
+def load_newest(run_dir: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The newest checkpoint of a run dir that verifies: last.pt, or a step_*.pt past it, or best.pt.
+
+    A run killed (or out of disk) between writing step_N.pt and last.pt, or in the middle of either,
+    leaves last.pt older than step_N.pt, or damaged: this picks what a resume can continue from.
+    The ones passed over are listed in the returned state's "skipped" (for a warning).
+    """
+    skipped: list[str] = []
+    best: Optional[dict[str, Any]] = None
+    for path in candidates(run_dir):
+        if best is not None and (path.name == BEST or step_of(path) <= best["step"]):
+            break  # nothing further down the list can be newer
+        try:
+            state = load_checkpoint(path, map_location)
+        except UserError as exc:
+            skipped.append(f"{path.name} ({str(exc).split(': ', 1)[-1][:120]})")
+            continue
+        if best is None or state["step"] > best["step"]:
+            best = state  # after last.pt, a step file written later (killed before last.pt) may be newer
+    if best is None:
+        if not skipped:
+            resolve_checkpoint(run_dir)  # raises "no checkpoint in ..."
+        raise UserError(f"no checkpoint in {run_dir} verifies: {'; '.join(skipped)}")
+    best["skipped"] = skipped
+    return best
 
 
 def _check_archive(path: Path) -> None:
@@ -118,6 +154,8 @@ def load_checkpoint(path_or_dir: str | Path, map_location: str | torch.device = 
     pickled code (refused by the restricted unpickler, never executed), not a ganrun checkpoint,
     or written by a newer format.
     """
+    if Path(path_or_dir).expanduser().is_dir():
+        return load_newest(Path(path_or_dir).expanduser(), map_location)
     path = resolve_checkpoint(path_or_dir)
     with open(path, "rb") as f:
         head = f.read(4)

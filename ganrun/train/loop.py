@@ -7,7 +7,9 @@ log → samples → evaluate → checkpoint. The only callbacks are `progress` a
 The checkpoint is the last job of a tick on purpose: it captures the RNG states after every job
 that might draw from them, so a resumed run continues with exactly the random stream the
 uninterrupted run would have used. When `should_stop` turns true (a signal), the tick runs only
-the jobs that leave no trace in that stream (log, checkpoint), and the loop returns.
+the jobs that leave no trace in that stream (log, checkpoint), and the loop returns. A signal during
+the samples or the evaluation job ends that job at once (it raises `Interrupted` there) and the step's
+checkpoint is written all the same.
 Losses and gradient norms are checked for NaN/Inf at every log and every checkpoint, before the
 checkpoint is written, so no checkpoint ever holds a diverged state.
 """
@@ -21,7 +23,7 @@ from typing import Callable, Optional, Protocol
 
 import torch
 
-from ganrun.errors import UserError
+from ganrun.errors import Interrupted, UserError
 
 
 @dataclass(frozen=True)
@@ -89,10 +91,13 @@ def train_loop(step_fn: Callable, next_batches: Callable[[], list], stats, sched
             checked = step
             jobs.log(step, values)
             last = values
-        if (_due(step, schedule.sample_every) or final) and not stopping:
-            jobs.samples(step)
-        if schedule.eval_every and (_due(step, schedule.eval_every) or final) and not stopping:
-            metrics = jobs.evaluate(step, nimg) or metrics
+        try:
+            if (_due(step, schedule.sample_every) or final) and not stopping:
+                jobs.samples(step)
+            if schedule.eval_every and (_due(step, schedule.eval_every) or final) and not stopping:
+                metrics = jobs.evaluate(step, nimg) or metrics
+        except Interrupted:  # a signal ended the grid or the evaluation: keep the finished step and stop
+            stopping = save = True
         if save:
             jobs.checkpoint(step, nimg)
             saved = step

@@ -1,17 +1,27 @@
-"""Stop a run cleanly on SIGINT (Ctrl-C) or SIGTERM (what cluster schedulers send).
+"""Honour SIGINT (Ctrl-C) and SIGTERM (what cluster schedulers send) within seconds, in every phase.
 
-The first signal only sets a flag: the loop's `should_stop` callback sees it after the current
-step, the loop writes a checkpoint and returns, and the command raises `Interrupted` with the
-resume command. A second signal quits at once (mid-step, without a checkpoint; the checkpoint
-write in progress, if any, is abandoned and its temp file removed, so the previous one stays).
+Two kinds of handler, nested:
+- `StopOnSignal(defer=False)`, installed by the CLI around the whole command: a signal raises
+  `Interrupted` at once (start-up, data loading, building, `ganrun eval`/`sample`), so the command
+  ends with one line and exit 128 + the signal number. Files are written atomically, so nothing is
+  left half-written.
+- `StopOnSignal()` (defer=True), installed by `train` around the loop: the first signal only sets a
+  flag; the loop's `should_stop` sees it after the current step, writes a checkpoint and returns,
+  and the command raises `Interrupted` with the resume command. Host work that can take long
+  (sample grids, evaluation and the feature-network fit of the first one) runs inside
+  `stop.now(phase)`: there the first signal ends that work at once (the loop then writes the
+  checkpoint of the finished step).
+A second signal always quits at once, even inside a checkpoint write: `ganrun.atomic` then removes
+the temp file and re-raises the `Interrupted` (not the writer's error), so the previous file stays.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
-from typing import Optional
+from typing import Iterator, Optional
 
 from ganrun.errors import Interrupted
 
@@ -25,8 +35,11 @@ class StopOnSignal:
     ones are restored on exit, so `train(cfg)` called from a notebook or a test leaves no trace.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, defer: bool = True, phase: str = "training") -> None:
         self.signum: Optional[int] = None
+        self.defer = defer
+        self.phase = phase  # what is running, for the message of an immediate stop
+        self._now = 0  # depth of `now()` sections: a first signal stops their work at once
         self._previous: dict[int, object] = {}
 
     @property
@@ -36,12 +49,31 @@ class StopOnSignal:
     def __call__(self) -> bool:
         return self.signum is not None
 
+    @contextlib.contextmanager
+    def now(self, phase: str) -> Iterator[None]:
+        """Inside: a first signal raises `Interrupted` at once (long host work that leaves no state)."""
+        saved, self.phase = self.phase, phase
+        self._now += 1
+        try:
+            if self.signum is not None:  # the signal came just before: do not start the work
+                raise Interrupted(f"stopped by {self.name} before {phase}", self.signum)
+            yield
+        finally:
+            self._now -= 1
+            self.phase = saved
+
     def _handle(self, signum: int, frame) -> None:
         name = signal.Signals(signum).name
         if self.signum is not None:
             raise Interrupted(f"{name} received again: quit at once without a new checkpoint", signum)
         self.signum = signum
+        if not self.defer:
+            raise Interrupted(f"stopped by {name} during {self.phase}", signum)
         # os.write, not print: a handler may run inside a print, and buffered streams are not reentrant
+        if self._now:
+            os.write(2, f"ganrun: {name} received during {self.phase}: stopping it and writing a checkpoint "
+                        f"(send it again to quit at once)\n".encode())
+            raise Interrupted(f"stopped by {name} during {self.phase}", signum)
         os.write(2, f"ganrun: {name} received: finishing this step and writing a checkpoint "
                     f"(send it again to quit at once)\n".encode())
 
