@@ -40,6 +40,7 @@ def child(job):
         os.dup2(devnull, 0)
         os.dup2(out, 1)
         os.dup2(err, 2)
+        os.environ.update(job.get("env") or {})  # e.g. the test hooks GANRUN_TEST_STALL_WRITE, GANRUN_TEST_PHASE
         if job.get("fsize"):  # a write past this many bytes fails with EFBIG, as on a full disk
             resource.setrlimit(resource.RLIMIT_FSIZE, (job["fsize"], job["fsize"]))
         sys.argv = ["ganrun", *job["args"]]
@@ -95,6 +96,9 @@ class Job:
     def stdout(self) -> str:
         return self.out.read_text() if self.out.exists() else ""
 
+    def stderr(self) -> str:
+        return self.err.read_text() if self.err.exists() else ""
+
     def wait(self, timeout: float = 180) -> Result:
         deadline = time.monotonic() + timeout
         while (rc := self.poll()) is None:
@@ -123,18 +127,20 @@ class ForkServer:
             raise RuntimeError("the ganrun fork server died")
         return json.loads(reply)
 
-    def start(self, args, cwd: Path, *, fsize: Optional[int] = None) -> Job:
+    def start(self, args, cwd: Path, *, fsize: Optional[int] = None, env: Optional[dict] = None) -> Job:
         """Start `ganrun <args>` in `cwd`; its stdout/stderr go to files beside `cwd`."""
         with self._lock:
             self._count += 1
             n = self._count
         out, err = (cwd.parent / f".{cwd.name}.{n}.stdout", cwd.parent / f".{cwd.name}.{n}.stderr")
         args = [str(a) for a in args]
-        job = {"op": "start", "args": args, "cwd": str(cwd), "stdout": str(out), "stderr": str(err), "fsize": fsize}
+        job = {"op": "start", "args": args, "cwd": str(cwd), "stdout": str(out), "stderr": str(err), "fsize": fsize,
+               "env": env or {}}
         return Job(self, args, self._request(job)["pid"], out, err)
 
-    def run(self, args, cwd: Path, *, fsize: Optional[int] = None, timeout: float = 180) -> Result:
-        return self.start(args, cwd, fsize=fsize).wait(timeout)
+    def run(self, args, cwd: Path, *, fsize: Optional[int] = None, env: Optional[dict] = None,
+            timeout: float = 180) -> Result:
+        return self.start(args, cwd, fsize=fsize, env=env).wait(timeout)
 
     def close(self) -> None:
         self.proc.stdin.close()

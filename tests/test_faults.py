@@ -68,8 +68,9 @@ def cli():
 class Live:
     """A `ganrun` process whose stdout and stderr lines are read as they come."""
 
-    def __init__(self, args, cwd: Path) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "ganrun", *map(str, args)], cwd=cwd, env=env(),
+    def __init__(self, args, cwd: Path, extra_env: dict | None = None) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "ganrun", *map(str, args)], cwd=cwd,
+                                     env={**env(), **(extra_env or {})},
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.out: queue.Queue = queue.Queue()
         self.err: queue.Queue = queue.Queue()

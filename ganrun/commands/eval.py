@@ -19,6 +19,7 @@ from ganrun.config.validate import validate
 from ganrun.observe.console import FractionProgress
 from ganrun.observe.images import save_png
 from ganrun.observe.tensorboard import TensorBoard
+from ganrun.train.signals import phase
 
 
 def print_table(results: dict[str, float], title: str) -> None:
@@ -42,7 +43,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
                    what="the evaluation samples")
     progress = FractionProgress("fitting the domain classifier", c.logger.progress)
     try:
-        evaluator = Evaluator(c.eval, run.dataset_cfg, run.spec, device, progress=progress)
+        with phase("the feature-network fit and the evaluation (no result was written)"):
+            evaluator = Evaluator(c.eval, run.dataset_cfg, run.spec, device, progress=progress)
     finally:
         progress.close()
     results = evaluator.evaluate(run.G)

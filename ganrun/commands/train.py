@@ -32,7 +32,7 @@ from ganrun.optim import build_optimizers
 from ganrun.train import checkpoint as ckpt
 from ganrun.train.fast import accelerate
 from ganrun.train.loop import Schedule, TrainingDiverged, train_loop
-from ganrun.train.signals import StopOnSignal
+from ganrun.train.signals import StopOnSignal, phase
 from ganrun.train.step import GanStep, StepSettings
 
 SCATTER_SAMPLES = 2500  # points in the 2-D scatter plots (the PacGAN/VEEGAN sample size)
@@ -321,7 +321,8 @@ def train(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> dict
     if c.device.precision == "fp16" and device.type != "cuda":
         raise UserError("device.precision=fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
     seed_everything(c.seed)
-    dataset = build_dataset(c.dataset)
+    with phase("data loading (start-up: no new checkpoint was written)"):
+        dataset = build_dataset(c.dataset)
     spec = dataset.spec
     check_sizes(c, spec, device)
     G, D = build_models(c.model, spec)

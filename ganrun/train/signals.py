@@ -21,11 +21,43 @@ import contextlib
 import os
 import signal
 import threading
+import time
 from typing import Iterator, Optional
 
 from ganrun.errors import Interrupted
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+PHASE_ENV = "GANRUN_TEST_PHASE"  # test hook, "TEXT:SECONDS[:NTH]": at the NTH start (default: each) of a
+# phase whose name has TEXT, say so on stderr and wait SECONDS there
+_hook_hits = 0
+_active: list["StopOnSignal"] = []  # the installed handlers, innermost last (signal handlers are per process)
+
+
+@contextlib.contextmanager
+def phase(name: str) -> Iterator[None]:
+    """Name what the process is doing, for the message of a stop during it (innermost handler)."""
+    stop = _active[-1] if _active else None
+    saved = stop.phase if stop else None
+    if stop:
+        stop.phase = name
+    _test_hook(name)
+    try:
+        yield
+    finally:
+        if stop:
+            stop.phase = saved
+
+
+def _test_hook(name: str) -> None:
+    global _hook_hits
+    hook = os.environ.get(PHASE_ENV)
+    if hook:
+        text, seconds, nth = (hook.split(":") + ["0"])[:3]
+        if text in name:
+            _hook_hits += 1
+            if int(nth) in (0, _hook_hits):
+                os.write(2, f"ganrun-test: phase {name}\n".encode())
+                time.sleep(float(seconds or 0))
 
 
 class StopOnSignal:
@@ -57,6 +89,7 @@ class StopOnSignal:
         try:
             if self.signum is not None:  # the signal came just before: do not start the work
                 raise Interrupted(f"stopped by {self.name} before {phase}", self.signum)
+            _test_hook(phase)
             yield
         finally:
             self._now -= 1
@@ -81,9 +114,12 @@ class StopOnSignal:
         if threading.current_thread() is threading.main_thread():
             for sig in SIGNALS:
                 self._previous[sig] = signal.signal(sig, self._handle)
+        _active.append(self)
         return self
 
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+        if self in _active:
+            _active.remove(self)
