@@ -411,6 +411,8 @@ def train(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> dict
                 start_step=start_step, start_nimg=start_nimg, images_per_step=c.trainer.batch_size,
                 progress=console.advance, should_stop=stop,
             )
+            if int(result["step"]) == start_step and resumed is not None and Path(resumed["path"]).name != ckpt.LAST:
+                jobs.checkpoint(start_step, start_nimg)  # resumed at the end from a step file: last.pt catches up
     except TrainingDiverged as exc:
         good = jobs.last_saved or (resumed and resumed["path"])
         hint = (f"; to go on from {good} with a lower rate: ganrun train trainer.resume={good} "
