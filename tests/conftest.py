@@ -13,6 +13,18 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
+try:  # property tests (tests/test_properties.py): the same examples on every run and every machine
+    from hypothesis import HealthCheck, Phase, settings
+
+    # no shrinking: a failing example is reported as found (shrinking CLI runs takes minutes)
+    settings.register_profile("ganrun", derandomize=True, deadline=None, database=None, print_blob=True,
+                              phases=[Phase.explicit, Phase.generate],
+                              suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
+                                                     HealthCheck.data_too_large, HealthCheck.filter_too_much])
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ganrun"))
+except ImportError:  # hypothesis is in the test extras; without it only test_properties.py is skipped
+    pass
+
 # Tiny and fast: CPU, few steps, no config tree, plain progress.
 FAST = [
     "device=cpu",

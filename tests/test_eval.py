@@ -31,13 +31,13 @@ def test_eval_on_ring8_reports_the_mixture_protocol(ganrun, tmp_path):
     run = train_run(ganrun, tmp_path, "ring", "dataset=ring8", "trainer.max_steps=10", "trainer.batch_size=64")
     out = ganrun("eval", f"checkpoint={run}", "device=cpu")
     assert out.returncode == 0, out.stderr
-    record = json.loads((run / "checkpoints" / "metrics.json").read_text())
+    record = json.loads((run / "checkpoints" / "metrics_last_0000010_mixture_seed0.json").read_text())
     metrics = record["metrics"]
     assert 0 <= metrics["modes_covered2.5k/mixture"] <= 8
     assert 0 <= metrics["high_quality_fraction2.5k/mixture"] <= 1
     assert record["protocol"]["num_samples"] == 2500 and record["step"] == 10
     assert "modes_covered2.5k/mixture" in out.stdout
-    assert (run / "checkpoints" / "eval_samples_0000010.png").is_file()
+    assert (run / "checkpoints" / "eval_samples_last_0000010_mixture_seed0.png").is_file()
 
 
 def test_eval_on_images_writes_json_grid_and_tensorboard(ganrun, tmp_path, idx_data):
@@ -45,7 +45,7 @@ def test_eval_on_images_writes_json_grid_and_tensorboard(ganrun, tmp_path, idx_d
                     "trainer.batch_size=32", "trainer.ema_decay=0.9")
     out = ganrun("eval", f"checkpoint={run}/checkpoints/last.pt", "device=cpu", *EVAL_SMALL)
     assert out.returncode == 0, out.stderr
-    record = json.loads((run / "checkpoints" / "metrics.json").read_text())
+    record = json.loads((run / "checkpoints" / "metrics_last_0000010_400-domain_seed0.json").read_text())
     m = record["metrics"]
     assert record["generator"] == "G_ema"
     for name in ("fid400/domain", "kid400/domain", "precision400/domain", "recall400/domain",
@@ -59,10 +59,11 @@ def test_eval_on_images_writes_json_grid_and_tensorboard(ganrun, tmp_path, idx_d
     tags = read_events(run).Tags()["scalars"]
     assert "metrics/fid400_domain" in tags
     # a second eval reuses the cached classifier and reference features and gives the same FID
-    again = ganrun("eval", f"checkpoint={run}", "device=cpu", *EVAL_SMALL)
+    again = ganrun("eval", f"checkpoint={run}", "device=cpu", *EVAL_SMALL, "overwrite=true")
     assert again.returncode == 0, again.stderr
     assert "fitting the domain classifier" not in again.stdout
-    assert json.loads((run / "checkpoints" / "metrics.json").read_text())["metrics"]["fid400/domain"] == m["fid400/domain"]
+    again = json.loads((run / "checkpoints" / "metrics_last_0000010_400-domain_seed0.json").read_text())
+    assert again["metrics"]["fid400/domain"] == m["fid400/domain"]
 
 
 def test_eval_during_training_logs_fid_and_keeps_best(ganrun, tmp_path, idx_data):

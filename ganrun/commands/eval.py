@@ -1,8 +1,11 @@
-"""`ganrun eval`: score a checkpoint, print a table, write metrics.json and a grid, log to TensorBoard."""
+"""`ganrun eval`: score a checkpoint, print a table, write its metrics record and a grid, log to TensorBoard.
+
+The record (`metrics_<checkpoint>_<step>_<protocol>_seed<seed>.json`) and the grid are named after what
+produced them and written atomically; an existing one is replaced only with overwrite=true.
+"""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -17,7 +20,7 @@ from ganrun.commands.train import generate, pick_device, render
 from ganrun.config.schema import EvalAppConfig
 from ganrun.config.validate import validate
 from ganrun.observe.console import FractionProgress
-from ganrun.observe.images import save_png
+from ganrun.outputs import check_target, write_image, write_json
 from ganrun.observe.tensorboard import TensorBoard
 from ganrun.train.signals import phase
 
@@ -41,6 +44,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     run = load_run(c.checkpoint, device)
     memory.require("eval.num_samples", c.eval.num_samples, 8 * math.prod(run.spec.shape), "cpu",
                    what="the evaluation samples")
+    # named after what produced them (checkpoint, step, protocol, seed), so another evaluation never replaces them
+    protocol = f"{c.eval.num_samples}-{c.eval.features}" if run.spec.is_image else "mixture"
+    stem = f"{run.checkpoint_path.stem}_{run.step:07d}_{protocol}_seed{c.seed}"
+    out_dir = run.checkpoint_path.parent
+    metrics_path = check_target(out_dir / f"metrics_{stem}.json", "the result", c.overwrite)
+    grid_path = check_target(out_dir / f"eval_samples_{stem}.png", "the result", c.overwrite, image=True)
     progress = FractionProgress("fitting the domain classifier", c.logger.progress)
     try:
         with phase("the feature-network fit and the evaluation (no result was written)"):
@@ -55,8 +64,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "metrics": results,
         "protocol": evaluator.record(),
     }
-    out_dir = run.checkpoint_path.parent
-    (out_dir / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_json(metrics_path, record)
 
     # a sample grid from the evaluated generator, next to the checkpoint
     n = 64
@@ -65,7 +73,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     labels = (torch.arange(n) * run.G.num_classes // n).to(device) if run.G.num_classes else None
     fakes = generate(run.G, z, labels)
     ref = fakes if run.spec.is_image else torch.tensor(run.spec.centers)
-    save_png(render(fakes, run.spec, ref, None), out_dir / f"eval_samples_{run.step:07d}.png")
+    write_image(grid_path, render(fakes, run.spec, ref, None))
 
     if c.logger.tensorboard:
         tb = TensorBoard(run.run_dir)
@@ -73,7 +81,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         tb.close()
     if c.logger.progress != "none":
         print_table(results, f"{run.model_cfg.name} on {run.spec.name}, step {run.step:,} ({record['generator']})")
-        print(f"wrote {out_dir / 'metrics.json'}")
+        print(f"wrote {metrics_path}")
     return record
 
 

@@ -10,6 +10,7 @@ import torch
 from omegaconf import OmegaConf
 
 from ganrun.config.schema import DatasetConfig, ModelConfig
+from ganrun.config.validate import validate_group
 from ganrun.data import DataSpec
 from ganrun.errors import UserError
 from ganrun.models import build_models
@@ -40,9 +41,14 @@ def _typed(schema: type, values: Optional[dict], what: str):
     if values is None:
         raise UserError(f"the checkpoint's config has no '{what}' section; it was not written by `ganrun train`")
     try:
-        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))
+        typed = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))
     except Exception as exc:  # noqa: BLE001 - unknown keys from a newer ganrun, wrong types
         raise UserError(f"the checkpoint's {what} config does not fit this ganrun: {str(exc).splitlines()[0]}") from None
+    try:
+        validate_group(what, typed)
+    except UserError as exc:
+        raise UserError(f"the checkpoint's {what} config is out of range: {exc}") from None
+    return typed
 
 
 def load_run(checkpoint: str | Path, device: torch.device) -> LoadedRun:

@@ -14,7 +14,7 @@ from ganrun.commands.train import generate, pick_device, render
 from ganrun.config.schema import SampleAppConfig
 from ganrun.config.validate import validate
 from ganrun.errors import UserError
-from ganrun.observe.images import save_png
+from ganrun.outputs import check_target, write_image
 
 FRAMES = 10  # frames per interpolation strip
 
@@ -32,9 +32,15 @@ def sample(cfg: DictConfig) -> Path:
     validate(c)
     if c.n <= 0:
         raise UserError(f"n must be > 0, got {c.n}")
+    if c.out:
+        check_target(c.out, "out", c.overwrite, image=True)
     device = pick_device(c.device.name)
     run = load_run(c.checkpoint, device)
     G, spec = run.G, run.spec
+    # the default name carries everything that changes the picture, so another seed never overwrites it
+    name = (f"sample_{run.step:07d}_seed{c.seed}_n{c.n}" + (f"_label{c.label}" if c.label is not None else "")
+            + ("_interp" if c.interpolate else "") + ".png")
+    out = check_target(c.out or run.run_dir / "samples" / name, "out", c.overwrite, image=True)
     memory.require("n", c.n, 4 * G.latent_dim + 8 * math.prod(spec.shape), device, what="the samples")
     if c.label is not None and not G.num_classes:
         raise UserError(f"label={c.label} given but model={run.model_cfg.name} is not conditional")
@@ -59,8 +65,7 @@ def sample(cfg: DictConfig) -> Path:
     fakes = generate(G, z.to(device), labels)
     data = fakes if spec.is_image else _reference_points(run)
     img = render(fakes, spec, data, nrow)
-    out = Path(c.out) if c.out else run.run_dir / "samples" / f"sample_{run.step:07d}.png"
-    save_png(img, out)
+    write_image(out, img)
     print(f"wrote {out} ({len(fakes)} samples from step {run.step:,} of {run.checkpoint_path})")
     return out
 

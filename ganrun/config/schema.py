@@ -145,6 +145,7 @@ class EvalAppConfig:
     device: DeviceConfig = MISSING
     logger: LoggerConfig = MISSING
     seed: int = 0
+    overwrite: bool = False  # replace result files of an earlier identical evaluation; false: refuse
 
 
 @dataclass
@@ -152,10 +153,11 @@ class SampleAppConfig:
     checkpoint: str = MISSING  # checkpoint file or run dir to sample from
     n: int = 64  # images in the grid
     label: Optional[int] = None  # conditional models: class of every sample; None: one row per class
-    out: Optional[str] = None  # PNG path; None: samples/<name>.png next to the checkpoint
+    out: Optional[str] = None  # image path (.png, .jpg, ...); None: samples/<name>.png next to the checkpoint
     interpolate: bool = False  # a latent interpolation strip instead of independent samples
     device: DeviceConfig = MISSING
     seed: int = 0
+    overwrite: bool = False  # replace an existing output file; false: refuse
 
 
 @dataclass

@@ -16,6 +16,7 @@ from typing import Any, Iterable, Iterator
 from ganrun.errors import UserError
 
 INT64_MAX = 2**63 - 1
+FLOAT32_MAX = 3.4028234663852886e38
 SEED_RANGE = (0, 2**63 - 2)  # torch, numpy and the sample grid (seed + 1) all take these
 # Dotted keys whose infinity (or NaN) means something. None today: a key that gains such a meaning
 # is listed here, and its own validator then says what the value does.
@@ -78,6 +79,9 @@ def validate_numbers(cfg: Any) -> None:
             continue
         if isinstance(value, float) and not math.isfinite(value) and key not in NON_FINITE_OK:
             raise UserError(f"{key} must be a finite number, got {value}")
+        if isinstance(value, float) and math.isfinite(value) and abs(value) > FLOAT32_MAX:
+            raise UserError(f"{key}={value:g} is too large: it must fit in float32 (|{key}| <= {FLOAT32_MAX:.4g}), "
+                            "the precision of the tensors it scales")
         if isinstance(value, int):
             if key.rsplit(".", 1)[-1] == "seed" and not SEED_RANGE[0] <= value <= SEED_RANGE[1]:
                 raise UserError(f"{key} must be an integer in [{SEED_RANGE[0]}, {SEED_RANGE[1]}], got {value}")
@@ -185,6 +189,12 @@ VALIDATORS = {
     "logger": validate_logger,
     "eval": validate_eval,
 }
+
+
+def validate_group(group: str, value) -> None:
+    """Check one group's config on its own (e.g. the model and dataset sections read from a checkpoint)."""
+    validate_numbers(value)
+    VALIDATORS[group](value)
 
 
 def validate(cfg) -> None:
