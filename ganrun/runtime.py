@@ -66,8 +66,10 @@ def fixed_inputs(G, spec: DataSpec, n: int, seed: int, device: torch.device):
 
 
 @torch.no_grad()
-def generate(G: torch.nn.Module, z: torch.Tensor, c: Optional[torch.Tensor], batch: int = 1000) -> torch.Tensor:
-    """G(z, c) in eval mode, `batch` rows at a time moved to G's device; float32 on G's device.
+def generate(G: torch.nn.Module, z: torch.Tensor, c: Optional[torch.Tensor], batch: int = 1000,
+             to: Optional[torch.device] = None) -> torch.Tensor:
+    """G(z, c) in eval mode, `batch` rows at a time moved to G's device; float32 on `to` (default:
+    G's device; each batch is moved as it comes, so many samples need not fit on the GPU at once).
 
     G's train/eval mode is restored afterwards; G is not otherwise modified.
     """
@@ -75,7 +77,7 @@ def generate(G: torch.nn.Module, z: torch.Tensor, c: Optional[torch.Tensor], bat
     was_training = G.training
     G.eval()
     try:
-        return torch.cat([G(z[i : i + batch].to(device), None if c is None else c[i : i + batch].to(device)).float()
-                          for i in range(0, len(z), batch)])
+        return torch.cat([G(z[i : i + batch].to(device), None if c is None else c[i : i + batch].to(device))
+                          .float().to(to or device) for i in range(0, len(z), batch)])
     finally:
         G.train(was_training)

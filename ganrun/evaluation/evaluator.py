@@ -79,7 +79,7 @@ class Evaluator:
         seed = self.cfg.seed if seed is None else seed
         t0 = time.perf_counter()
         z, labels = sample_inputs(self.num_samples, G.latent_dim, G.num_classes, seed)
-        fakes = generate(G, z, labels, self.cfg.batch_size).cpu()
+        fakes = generate(G, z, labels, self.cfg.batch_size, to=torch.device("cpu"))
         if self.net is None:
             out = M.mixture_metrics(fakes.numpy(), np.asarray(self.spec.centers), self.spec.mode_std)
             results = {self.name(k): float(v) for k, v in out.items()}
