@@ -11,18 +11,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from ganrun import memory
-from ganrun.commands.evaluation import Evaluator, metric_tag
-from ganrun.commands.runs import load_run
-from ganrun.commands.train import generate, pick_device, render
+from ganrun.config.compose import to_typed
 from ganrun.config.schema import EvalAppConfig
-from ganrun.config.validate import validate
+from ganrun.evaluation import Evaluator, metric_tag
 from ganrun.observe.console import FractionProgress
-from ganrun.outputs import check_target, write_image, write_json
+from ganrun.observe.images import render
 from ganrun.observe.tensorboard import TensorBoard
+from ganrun.outputs import check_target, write_image, write_json
+from ganrun.runtime import generate, grid_rows, grid_size, pick_device, sample_inputs
+from ganrun.train.loaded import load_run
 from ganrun.train.signals import phase
+
+GRID_SAMPLES = 64  # about this many samples in the eval grid (one row per class when conditional)
 
 
 def print_table(results: dict[str, float], title: str) -> None:
@@ -38,8 +41,7 @@ def print_table(results: dict[str, float], title: str) -> None:
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    c: EvalAppConfig = OmegaConf.to_object(cfg)
-    validate(c)
+    c: EvalAppConfig = to_typed(cfg, EvalAppConfig)
     device = pick_device(c.device.name)
     run = load_run(c.checkpoint, device)
     memory.require("eval.num_samples", c.eval.num_samples, 8 * math.prod(run.spec.shape), "cpu",
@@ -67,13 +69,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     write_json(metrics_path, record)
 
     # a sample grid from the evaluated generator, next to the checkpoint
-    n = 64
-    gen = torch.Generator().manual_seed(c.seed)
-    z = torch.randn(n, run.G.latent_dim, generator=gen).to(device)
-    labels = (torch.arange(n) * run.G.num_classes // n).to(device) if run.G.num_classes else None
+    k = run.G.num_classes
+    n = grid_size(GRID_SAMPLES, k)
+    z, labels = sample_inputs(n, run.G.latent_dim, k, c.seed)
     fakes = generate(run.G, z, labels)
-    ref = fakes if run.spec.is_image else torch.tensor(run.spec.centers)
-    write_image(grid_path, render(fakes, run.spec, ref, None))
+    ref = None if run.spec.is_image else torch.tensor(run.spec.centers)
+    write_image(grid_path, render(fakes, ref, grid_rows(n, k)))
 
     if c.logger.tensorboard:
         tb = TensorBoard(run.run_dir)
