@@ -16,6 +16,8 @@ from typing import Any, Callable, Optional
 from ganrun.config.overrides import HYDRA_FLAGS_WITHOUT_A_RUN, parse
 from ganrun.errors import UserError
 
+CREATED_ENV = "GANRUN_RUN_DIR_CREATED"  # set for the job (hydra.job.env_set): the topmost dir Hydra creates
+RECORD_ENV = "GANRUN_RECORD_SUBDIR"  # where `ganrun train` writes the run's record (.hydra, or .hydra/resume-*)
 # (run dir, the value as given, the plain overrides) → extra overrides, or UserError
 Continues = Callable[[Path, str, dict[str, Any]], list[str]]
 
@@ -34,12 +36,23 @@ def check_run_dir(overrides: list[str], continues: Optional[Continues] = None) -
     if any(o.split("=")[0] in HYDRA_FLAGS_WITHOUT_A_RUN - {"-m", "--multirun"} for o in overrides):
         return []  # --cfg, --help, ...: Hydra prints and exits without writing
     multirun = any(o in ("-m", "--multirun") for o in overrides)
-    values = {o.key_or_group: o.value() for o in parse(overrides) if not o.is_sweep_override()}
+    parsed = [o for o in parse(overrides) if not o.is_sweep_override()]
+    values = {o.key_or_group: o.value() for o in parsed}
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     given = values.get(key)
-    if not isinstance(given, str) or "${" in given:
-        return []
+    extra: list[str] = []
+    if continues is not None and (not isinstance(given, str) or "${" in given):
+        # judge the final path: resolve the interpolations (the default's date and time included) now,
+        # and pin the result for Hydra, so the dir checked is the dir used
+        given = _resolve(key, [o.input_line for o in parsed])
+        extra.append(f"{key}={_quoted(given)}")
+    if not isinstance(given, str):
+        return extra
     run_dir = Path(given).expanduser().absolute()
+    link = next((p for p in (run_dir, *run_dir.parents) if p.is_symlink() and not p.exists()), None)
+    if link is not None:
+        raise UserError(f"{key}={given} goes through a dangling symlink ({link} -> {os.readlink(link)}); "
+                        f"remove it or choose another {key}")
     ancestor = next(p for p in (run_dir, *run_dir.parents) if p.exists())
     if not ancestor.is_dir():
         raise UserError(f"{key}={given} cannot be created: {ancestor} is a file, not a directory")
@@ -49,10 +62,105 @@ def check_run_dir(overrides: list[str], continues: Optional[Continues] = None) -
         if (run_dir / "multirun.yaml").exists():
             raise UserError(f"hydra.sweep.dir={given} already holds a sweep; choose another hydra.sweep.dir "
                             "(ganrun never writes over an earlier sweep's runs)")
-        return []
+        return extra
+    if ancestor != run_dir:  # Hydra will create it: a run refused in its job removes what was created
+        created = next(p for p in (run_dir, *run_dir.parents) if p.parent == ancestor)
+        extra.append(f"++hydra.job.env_set.{CREATED_ENV}={_quoted(str(created))}")
     if continues is None or not holds_run(run_dir):
-        return []
-    return continues(run_dir, given, values)
+        return extra
+    return extra + continues(run_dir, given, values)
+
+
+def _quoted(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _resolve(key: str, overrides: list[str]) -> str:
+    """The value of `key` (hydra.run.dir or hydra.sweep.dir) after composition and interpolation."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from ganrun.config.compose import compose
+    from ganrun.errors import user_error_message
+
+    try:
+        cfg = compose("train", overrides, return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)  # for ${hydra:...} interpolations
+        value = OmegaConf.select(cfg, key, throw_on_missing=True)
+    except Exception as exc:  # noqa: BLE001 - sorted into user errors and bugs
+        message = user_error_message(exc)
+        if message is None:
+            raise
+        raise UserError(f"{key} cannot be resolved before the run starts: {message}") from None
+    return str(value)
+
+
+def own(run_dir: Path) -> "RunDirLock":
+    """The OS lock that makes `run_dir` this run's for its whole life (see RunDirLock)."""
+    return RunDirLock(run_dir)
+
+
+class RunDirLock:
+    """An exclusive flock on the run dir itself, held while the run lives; released by the OS on any exit.
+
+    Nothing is written for it (the lock is on the directory's inode); a second run there is refused
+    in one line naming the process that holds it (read from /proc/locks).
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.fd: Optional[int] = None
+
+    def __enter__(self) -> "RunDirLock":
+        import fcntl
+
+        fd = os.open(self.run_dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            pid = holder(self.run_dir)
+            who = f"PID {pid}" if pid else "another process"
+            raise UserError(f"hydra.run.dir={self.run_dir} is in use by another ganrun run ({who} holds its lock); "
+                            "wait for it to end or choose another hydra.run.dir") from None
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor releases the flock
+            self.fd = None
+
+
+def holder(path: Path) -> Optional[int]:
+    """The PID holding a flock on `path` (a line of /proc/locks: `1: FLOCK ADVISORY WRITE <pid> MAJ:MIN:INODE ...`)."""
+    st = os.stat(path)
+    inode = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        with open("/proc/locks") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) > 5 and parts[1] == "FLOCK" and parts[5] == inode:
+                    return int(parts[4])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def remove_if_created(run_dir: Path) -> None:
+    """After a refused run: remove the empty dirs Hydra created for it (down from the guard's record)."""
+    created = os.environ.get(CREATED_ENV)
+    if not created:
+        return
+    top, p = Path(created).absolute(), Path(run_dir).absolute()
+    while True:
+        try:
+            p.rmdir()  # only an empty dir
+        except OSError:
+            return
+        if p == top or top not in p.parents:
+            return
+        p = p.parent
 
 
 def check_train_run_dir(overrides: list[str]) -> list[str]:
@@ -73,8 +181,7 @@ def _resumes_in_place(run_dir: Path, given: str, values: dict[str, Any]) -> list
         # in place: the run dir itself (its newest checkpoint that verifies) or its last.pt
         if Path(resume).expanduser().absolute().resolve() in (run_dir.resolve(),
                                                                (run_dir / CHECKPOINT_DIR / LAST).resolve()):
-            if "hydra.output_subdir" in values:
-                return []
-            return [f"hydra.output_subdir=.hydra/resume-{time.strftime('%Y%m%d-%H%M%S')}"]
+            # the run's own .hydra/ is kept; this invocation's record goes beside it
+            return [f"++hydra.job.env_set.{RECORD_ENV}=.hydra/resume-{time.strftime('%Y%m%d-%H%M%S')}"]
     raise UserError(f"hydra.run.dir={given} already holds a run (checkpoints/); choose another hydra.run.dir, "
                     f"or continue that run in place with trainer.resume={given}")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
+from ganrun.atomic import atomic_write_bytes
 from ganrun.config.compose import to_typed
 from ganrun.config.schema import TrainAppConfig
 from ganrun.data import to_model_range
@@ -18,6 +20,7 @@ from ganrun.observe.health import Health
 from ganrun.observe.images import image_grid
 from ganrun.observe.stats import Stats
 from ganrun.observe.tensorboard import TensorBoard
+from ganrun.rundir import RECORD_ENV, own, remove_if_created
 from ganrun.runtime import pick_device
 from ganrun.train import checkpoint as ckpt
 from ganrun.train.build import BuiltRun, build_run
@@ -31,14 +34,40 @@ def run(cfg: DictConfig) -> Optional[float]:
     from hydra.core.hydra_config import HydraConfig
 
     hc = HydraConfig.get()
-    result = train(cfg, run_dir=Path(hc.runtime.output_dir), overrides=list(hc.overrides.task))
+    run_dir = Path(hc.runtime.output_dir)
+    with own(run_dir):  # this run's, for its whole life: a second run here is refused, naming this PID
+        try:
+            result = train(cfg, run_dir=run_dir, overrides=list(hc.overrides.task),
+                           on_ready=lambda: write_record(run_dir, cfg, hc))
+        except BaseException:
+            remove_if_created(run_dir)  # a refused run leaves no trace (the dirs are removed only if empty)
+            raise
     return result.get("loss/G")
 
 
-def train(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> dict[str, float]:
+def write_record(run_dir: Path, cfg: DictConfig, hc) -> None:
+    """The run's Hydra record (config.yaml, hydra.yaml, overrides.yaml), written once every check passed.
+
+    Hydra would write it before the job starts (`hydra.output_subdir` is null for train, so it does
+    not); the files are the ones Hydra writes, in `.hydra/` (or `.hydra/resume-<time>/` for a run
+    continued in place, whose own record is kept).
+    """
+    subdir = os.environ.get(RECORD_ENV)
+    if not subdir or hc.output_subdir is not None:
+        return  # Hydra wrote it (a user's hydra.output_subdir), or no record was asked for
+    folder = run_dir / subdir
+    hydra_node = OmegaConf.create({"hydra": OmegaConf.to_container(hc, resolve=False)})
+    hydra_node.hydra.output_subdir = subdir
+    for name, node in (("config.yaml", cfg), ("hydra.yaml", hydra_node), ("overrides.yaml", hc.overrides.task)):
+        atomic_write_bytes(folder / name, OmegaConf.to_yaml(node).encode())
+
+
+def train(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = (),
+          on_ready: Optional[Callable[[], None]] = None) -> dict[str, float]:
     """Train a GAN as `cfg` (the composed train config) says; write everything into `run_dir`.
 
-    Returns the last logged scalars (and metrics, when evaluation is on).
+    `on_ready` is called once every check passed (config, data, sizes, checkpoint), before the
+    first file is written. Returns the last logged scalars (and metrics, when evaluation is on).
     """
     resumed: Optional[dict[str, Any]] = None
     if cfg.trainer.resume:
@@ -46,11 +75,13 @@ def train(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> dict
     c: TrainAppConfig = to_typed(cfg, TrainAppConfig)  # fail on a bad value before touching anything
     run_dir = Path(run_dir)
     check_run_dir_free(run_dir, resumed)
-    stale = clean_stale_writes(run_dir)  # the run dir is this run's: what a killed writer left goes
     device = pick_device(c.device.name)
     built = build_run(c, device)
     model_id = ckpt.model_identity(c.model, built.spec)
     start_step, start_nimg = restore(built, resumed, cfg, model_id, device) if resumed else (0, 0)
+    if on_ready is not None:
+        on_ready()
+    stale = clean_stale_writes(run_dir)  # the run dir is this run's (locked): what a killed writer left goes
 
     console = Console(c.logger.progress, built.steps, start_step)
     tb = TensorBoard(run_dir, enabled=c.logger.tensorboard, purge_step=start_step + 1 if start_step else None)

@@ -27,16 +27,19 @@ def setup() -> None:
         OmegaConf.register_new_resolver("ganrun_run_id", lambda: run_id, use_cache=True)
 
 
-def compose(config_name: str, overrides: list[str]):
-    """Compose `configs/<config_name>.yaml` with overrides, inside or outside a running Hydra app."""
+def compose(config_name: str, overrides: list[str], *, return_hydra_config: bool = False):
+    """Compose `configs/<config_name>.yaml` with overrides, inside or outside a running Hydra app.
+
+    `return_hydra_config=True` keeps the `hydra` node (the run-dir guard resolves `hydra.run.dir`).
+    """
     from hydra import compose as hydra_compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     setup()
     if GlobalHydra.instance().is_initialized():
-        return hydra_compose(config_name=config_name, overrides=overrides)
+        return hydra_compose(config_name=config_name, overrides=overrides, return_hydra_config=return_hydra_config)
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return hydra_compose(config_name=config_name, overrides=overrides)
+        return hydra_compose(config_name=config_name, overrides=overrides, return_hydra_config=return_hydra_config)
 
 
 def to_typed(cfg, schema: type | None = None):
