@@ -306,6 +306,10 @@ def image_bytes(kind: str, size: tuple[int, int], mode: str, cut: float) -> byte
         mode = "RGB"
     if fmt == "GIF" and mode not in ("L", "P"):
         mode = "P"
+    if fmt in ("PNG", "BMP") and mode == "CMYK":
+        mode = "RGB"
+    if fmt == "BMP" and mode in ("I;16", "LA", "RGBA"):
+        mode = "RGB"
     arr = (np.arange(size[0] * size[1]) % 251).reshape(size[1], size[0]).astype(np.uint8)
     img = Image.fromarray(arr, "L").convert(mode)
     img.save(buf, fmt)
