@@ -36,7 +36,7 @@ import pytest
 import torch
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis import example, given, settings, strategies as st  # noqa: E402
 
 from tests.conftest import write_idx  # noqa: E402
 
@@ -267,8 +267,12 @@ DIMS = st.one_of(st.integers(0, 6), st.sampled_from([28, 2**16, 2**31, 2**32 - 1
 
 @settings(max_examples=110)
 @given(magic=st.sampled_from([0x803, 0x803, 0x803, 0x801, 0x808, 0x0C03, 0xFFFFFFFF]),
-       dims=st.lists(DIMS, min_size=0, max_size=4), slack=st.sampled_from([0, 0, 0, -1, 1, -7, 100]),
-       gz=st.booleans(), labels=st.sampled_from(["match", "fewer", "big-label"]))
+       dims=st.one_of(st.lists(DIMS, min_size=3, max_size=3), st.lists(DIMS, min_size=3, max_size=3),
+                      st.lists(DIMS, min_size=0, max_size=4)),
+       slack=st.sampled_from([0, 0, 0, 0, -1, 1, -7, 100]),
+       gz=st.booleans(), labels=st.sampled_from(["match", "match", "fewer", "big-label"]))
+@example(magic=0x803, dims=[5, 0, 0], slack=0, gz=False, labels="match")  # the red team's (N, 0, 0)
+@example(magic=0x803, dims=[4, 28, 0], slack=0, gz=True, labels="match")
 def test_generated_idx_files_load_or_are_refused_in_one_line(magic, dims, slack, gz, labels, tmp_path_factory):
     from ganrun.config.schema import DatasetConfig
     from ganrun.data import build_dataset
