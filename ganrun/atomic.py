@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, Optional
 
 TEMP_PREFIX, TEMP_SUFFIX = ".", ".tmp"  # temp files: .<name>.<random>.tmp beside the target
-STALL_ENV = "GANRUN_TEST_STALL_WRITE"  # test hook, "BYTES:SECONDS:NTH": stall the NTH write (0: each) after BYTES
-_writes = 0  # atomic writes started by this process (for the test hook's NTH)
+STALL_ENV = "GANRUN_TEST_STALL_WRITE"  # test hook, "BYTES:SECONDS:NTH[:SUFFIX]": stall the NTH write (0: each)
+# of a file whose name ends with SUFFIX (default .pt: checkpoints) after BYTES
+_writes = 0  # such writes started by this process (for the test hook's NTH)
 
 
 def _umask() -> int:
@@ -47,11 +48,9 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None], *, exclusi
     back to the rename. Raises what `write`, the filesystem or the rename raise (OSError for a
     full disk or an unwritable folder), always after removing the temp file.
     """
-    global _writes
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
-    _writes += 1
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the mode open() would
         with os.fdopen(fd, "wb") as f:
@@ -117,7 +116,11 @@ class _Stall:
 
 
 def _stalling(f: BinaryIO, path: Path):
-    at, seconds, nth = os.environ[STALL_ENV].split(":")
+    global _writes
+    at, seconds, nth, *suffix = os.environ[STALL_ENV].split(":")
+    if not path.name.endswith(suffix[0] if suffix else ".pt"):
+        return f
+    _writes += 1
     return _Stall(f, path, int(at), float(seconds)) if int(nth) in (0, _writes) else f
 
 def _link(tmp: str, path: Path) -> bool:
