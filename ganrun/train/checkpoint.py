@@ -211,13 +211,24 @@ def load_state(module: Any, state: dict[str, Any], what: str, path: Any) -> None
                         "written with other model options (model.latent_dim, model.minibatch_std, ...)?") from None
 
 
+REQUIRED_STATE = {"Adam": {"step", "exp_avg", "exp_avg_sq"}, "AdamW": {"step", "exp_avg", "exp_avg_sq"},
+                  "RMSprop": {"step", "square_avg"}}  # per-parameter state each optimizer's step reads
+
+
 def _check_optimizer_shapes(opt: torch.optim.Optimizer) -> None:
-    """Optimizer.load_state_dict checks the group sizes but not the state tensors' shapes: each must be a
-    scalar (a step count) or have its parameter's shape (a moment)."""
+    """Optimizer.load_state_dict checks the group sizes but not the state: every parameter's entry must
+    have the same keys (those the optimizer's step reads), and each tensor be a scalar (a step count)
+    or have its parameter's shape (a moment)."""
+    needed = REQUIRED_STATE.get(type(opt).__name__, set())
+    keys = {frozenset(st) for st in opt.state.values()}
+    if len(keys) > 1 or any(not needed <= k for k in keys):
+        raise ValueError(f"optimizer state entries differ or lack {', '.join(sorted(needed))}: "
+                         f"{sorted(sorted(k) for k in keys)[:3]}")
     for group in opt.param_groups:
         for p in group["params"]:
             for name, value in opt.state.get(p, {}).items():
-                if isinstance(value, torch.Tensor) and value.dim() and value.shape != p.shape:
+                if isinstance(value, torch.Tensor) and name != "step" and (value.shape != p.shape
+                                                                          or not value.is_floating_point()):
                     raise ValueError(f"optimizer state '{name}' has shape {list(value.shape)} for a parameter of "
                                      f"shape {list(p.shape)}")
 

@@ -21,6 +21,7 @@ import torch
 
 Problem = tuple[str, str, str]  # (field suffix, expected, found)
 Check = Callable[[Any], Optional[Problem]]
+FLOAT32_MAX = 3.4028234663852886e38  # hyperparameters and metrics scale float32 tensors
 RNG_BYTES = torch.get_rng_state().numel()  # CPU generator state (mt19937): torch and the data order
 
 
@@ -44,8 +45,9 @@ def integer(lo: Optional[int] = 0, hi: Optional[int] = None) -> Check:
 
 def number(lo: Optional[float] = None) -> Check:
     def check(v):
-        if type(v) not in (int, float) or not math.isfinite(v) or (lo is not None and v < lo):
-            return "", "a finite number" + (f" >= {lo}" if lo is not None else ""), found(v)
+        if type(v) not in (int, float) or not math.isfinite(v) or abs(v) > (2**63 - 1 if type(v) is int else FLOAT32_MAX) \
+                or (lo is not None and v < lo):
+            return "", "a finite float32 number" + (f" >= {lo}" if lo is not None else ""), found(v)
         return None
     return check
 
