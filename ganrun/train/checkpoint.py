@@ -227,8 +227,12 @@ def _check_optimizer_shapes(opt: torch.optim.Optimizer) -> None:
     for group in opt.param_groups:
         for p in group["params"]:
             for name, value in opt.state.get(p, {}).items():
-                if isinstance(value, torch.Tensor) and name != "step" and (value.shape != p.shape
-                                                                          or not value.is_floating_point()):
+                if not isinstance(value, torch.Tensor):
+                    continue
+                if name == "step" and (value.numel() != 1 or not value.is_floating_point()):
+                    raise ValueError(f"optimizer state 'step' must be a one-element float tensor, got "
+                                     f"{list(value.shape)} {value.dtype}")
+                if name != "step" and (value.shape != p.shape or not value.is_floating_point()):
                     raise ValueError(f"optimizer state '{name}' has shape {list(value.shape)} for a parameter of "
                                      f"shape {list(p.shape)}")
 
