@@ -94,8 +94,9 @@ def _setup() -> None:
     from omegaconf import OmegaConf
 
     from ganrun.config.store import register_configs
+    from ganrun.models import schemas
 
-    register_configs()
+    register_configs(schemas())
     if not OmegaConf.has_resolver("ganrun_run_id"):
         # One short random suffix per process: two runs started in the same second never share
         # a directory. Cached, so every reference in one run resolves to the same value.

@@ -12,12 +12,12 @@ import pytest
 import torch
 from torch import nn
 
-from ganrun.config.schema import LossConfig, ModelConfig, OptimizerConfig
+from ganrun.config.schema import LossConfig, OptimizerConfig
 from ganrun.data import ArrayDataset, DataSpec
 from ganrun.data.loader import BatchSource
 from ganrun.errors import UserError
 from ganrun.losses import build_loss
-from ganrun.models import build_models
+from ganrun.models import build_models, model_config
 from ganrun.observe.stats import Stats
 from ganrun.optim import build_optimizers
 from ganrun.train import fast
@@ -49,7 +49,7 @@ def tiny_dataset(n: int = 192, size: int = 8, seed: int = 0) -> ArrayDataset:
 def make_step(ds: ArrayDataset, *, conditional=False, n_critic=1, ema=0.0, flip=False, gp=0.0) -> GanStep:
     """GanStep wired as `ganrun train` wires it, from torch.manual_seed(SEED)."""
     torch.manual_seed(SEED)
-    G, D = build_models(ModelConfig(name="mlp", conditional=conditional), ds.spec)
+    G, D = build_models(model_config("mlp", conditional=conditional), ds.spec)
     G_ema = copy.deepcopy(G).requires_grad_(False) if ema else None
     loss = build_loss(LossConfig(name="non_saturating", gp_weight=gp))
     opt_G, opt_D = build_optimizers(OptimizerConfig(name="adam"), G, D)
@@ -71,7 +71,7 @@ def run_reference(ds: ArrayDataset, *, conditional=False, n_critic=1, ema=0.0, f
                   steps: int = STEPS) -> tuple[list[tuple[float, float]], nn.Module, nn.Module]:
     """The tutorial GAN loop, written out naively: BCE on logits, Adam, fresh noise per phase."""
     torch.manual_seed(SEED)
-    G, D = build_models(ModelConfig(name="mlp", conditional=conditional), ds.spec)
+    G, D = build_models(model_config("mlp", conditional=conditional), ds.spec)
     G_ema = copy.deepcopy(G)
     opt_G = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_D = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))

@@ -27,6 +27,10 @@ def _one_of(name: str, value: Any, choices: Iterable[Any]) -> None:
         raise UserError(f"{name} must be one of {', '.join(map(str, choices))}; got '{value}'")
 
 
+# The same rules, for the model families' own checks (their `check` methods).
+positive, one_of = _positive, _one_of
+
+
 def _probability(name: str, value: float) -> None:
     if not 0.0 <= value <= 1.0:
         raise UserError(f"{name} must be in [0, 1], got {value}")
@@ -42,15 +46,10 @@ def validate_dataset(d) -> None:
 
 
 def validate_model(m) -> None:
+    """The shared keys here; each family checks its own keys (`m` is the family's dataclass)."""
     _positive("model.latent_dim", m.latent_dim)
     _positive("model.embed_dim", m.embed_dim)
-    _positive("model.ngf", m.ngf)
-    _positive("model.ndf", m.ndf)
-    if m.image_size is not None:
-        _one_of("model.image_size", m.image_size, [32, 64])
-    _one_of("model.norm", m.norm, ["batch", "layer", "none"])
-    if not 0.0 <= m.dropout < 1.0:
-        raise UserError(f"model.dropout must be in [0, 1), got {m.dropout}")
+    m.check()
 
 
 def validate_loss(loss) -> None:
