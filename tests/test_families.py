@@ -18,7 +18,8 @@ import torch
 
 from tests.conftest import FAST
 
-from ganrun.commands.train import to_typed, train
+from ganrun.commands.train import train
+from ganrun.config.compose import to_typed
 from ganrun.config.schema import ModelConfig
 from ganrun.data import DataSpec
 from ganrun.errors import UserError
@@ -118,7 +119,7 @@ def test_checkpoint_rebuilds_with_the_family_dataclass(compose_train, tmp_path):
 
     Checkpoints of the earlier flat schema carry every family's keys; those the family never read
     are dropped. Any other key that the family does not have is refused in one line."""
-    from ganrun.commands.runs import load_run
+    from ganrun.train.loaded import load_run
     from ganrun.models.mlp import MLPConfig
     from ganrun.train.checkpoint import load_checkpoint, save_checkpoint
 

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ganrun.config.schema import ModelConfig
+from ganrun.config.store import store_model_schema
 from ganrun.errors import UserError
 from ganrun.registry import Registry
 
@@ -80,14 +81,10 @@ def register_family(*names: str, schema: type) -> Callable[[Builder], Builder]:
     def add(build: Builder) -> Builder:
         for name in names:
             MODELS.register(name)(Family(name, schema, build))
+            store_model_schema(name, schema)  # Hydra's ConfigStore: schema_model_<name>
         return build
 
     return add
-
-
-def schemas() -> dict[str, type]:
-    """Config name → the family's dataclass, for Hydra's ConfigStore (`schema_model_<name>`)."""
-    return {name: MODELS.get(name).schema for name in MODELS.names()}
 
 
 def model_config(name: str, **values) -> ModelConfig:
