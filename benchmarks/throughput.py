@@ -259,9 +259,9 @@ def time_ganrun(step_fn, source, n_critic: int, batch_size: int, steps: int, war
     stats = Stats()
 
     def run(start: int, end: int) -> dict[str, float]:
-        return train_loop(step_fn, lambda: [source.next() for _ in range(n_critic)], stats,
+        return train_loop(step_fn, source.next, stats,
                           Schedule(end, log_every, 0, 0, 0), NoJobs(), start_step=start, start_nimg=0,
-                          images_per_step=batch_size, progress=lambda step: None, should_stop=lambda: False)
+                          images_per_batch=batch_size, progress=lambda step: None, should_stop=lambda: False)
 
     run(0, warmup)  # warm-up: graph capture / compilation happen here
     synchronize(device)
@@ -334,7 +334,7 @@ def bench_model(model: str, args, device: torch.device, data_root: Optional[str]
     # FLOPs of one eager step, on copies (the timed models stay untouched)
     G2, D2 = copy.deepcopy(G), copy.deepcopy(D)
     flop_step = GanStep(G2, D2, copy.deepcopy(G_ema), loss, *build_optimizers(c.optimizer, G2, D2), settings, device)
-    flops = count_flops(lambda: flop_step([source.next() for _ in range(n_critic)], 0))
+    flops = count_flops(lambda: flop_step([source.next() for _ in range(flop_step.batches_per_step)], 0))
     del flop_step, G2, D2
     messages: list[str] = []
     opt_G, opt_D = build_optimizers(c.optimizer, G, D)

@@ -364,8 +364,8 @@ def train(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> dict
     try:
         with StopOnSignal() as stop:
             result = train_loop(
-                step_fn, lambda: [source.next() for _ in range(c.trainer.n_critic)], Stats(), schedule, jobs,
-                start_step=start_step, start_nimg=start_nimg, images_per_step=c.trainer.batch_size,
+                step_fn, source.next, Stats(), schedule, jobs,
+                start_step=start_step, start_nimg=start_nimg, images_per_batch=c.trainer.batch_size,
                 progress=console.advance, should_stop=stop,
             )
     except TrainingDiverged as exc:
