@@ -251,7 +251,7 @@ class NoJobs:
         pass
 
 
-def time_ganrun(step_fn, source, n_critic: int, batch_size: int, steps: int, warmup: int, log_every: int,
+def time_ganrun(step_fn, source, batch_size: int, steps: int, warmup: int, log_every: int,
                 device: torch.device) -> dict:
     from ganrun.observe.stats import Stats
     from ganrun.train.loop import Schedule, train_loop
@@ -343,7 +343,7 @@ def bench_model(model: str, args, device: torch.device, data_root: Optional[str]
     for text in messages:
         print(f"  {model}: {text}", flush=True)
     print(f"  {model}: timing ganrun ({c.device.precision}, compile {c.trainer.compile}) ...", flush=True)
-    timed = time_ganrun(step_fn, source, n_critic, B, args.steps, args.warmup, c.trainer.log_every, device)
+    timed = time_ganrun(step_fn, source, B, args.steps, args.warmup, c.trainer.log_every, device)
     timed.update(flops_per_step=flops, tflops=flops * args.steps / timed["seconds"] / 1e12)
     compile_used = getattr(step_fn, "mode", "none")
     if getattr(step_fn, "failed", None):
