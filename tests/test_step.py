@@ -212,3 +212,14 @@ def test_each_objective_logs_what_its_outputs_mean(loss, present, absent):
     _, _, stats = run(make_step(loss, **options))
     assert present <= set(stats) and not absent & set(stats)
     assert {"loss/D", "loss/G", "grad_norm/D", "grad_norm/G"} <= set(stats)
+
+
+def test_health_reads_accuracies_only_where_the_objective_logs_them():
+    from ganrun.observe.health import Health
+
+    critic = {"D/critic_real": 5.0, "D/critic_fake": -5.0, "D/wasserstein": 10.0}
+    health = Health()
+    assert all(health.check_scalars(critic) == [] for _ in range(5))
+    wins = {"D/acc_real": 1.0, "D/acc_fake": 1.0}
+    warnings = [health.check_scalars(wins) for _ in range(3)]
+    assert warnings[:2] == [[], []] and "G's gradients are vanishing" in warnings[2][0]
