@@ -166,8 +166,9 @@ class TutorialLoop:
             fake = G(z, c)
             d_loss = self._d_loss(D(real, c), D(fake.detach(), c))
             total = d_loss
-            if self.loss.gp_weight > 0:
-                total = d_loss + self.loss.gp_weight * self._gradient_penalty(real, fake.detach(), c)
+            gp = self.loss.get("gradient_penalty")
+            if gp is not None:
+                total = d_loss + gp.weight * self._gradient_penalty(real, fake.detach(), c)
             self.opt_D.zero_grad()
             total.backward()
             self.opt_D.step()
