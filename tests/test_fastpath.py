@@ -195,8 +195,9 @@ def test_failed_compile_mid_step_is_undone_and_training_continues_eagerly(monkey
                         "convolution_backward failure); training eagerly"]
     for p, q in zip(step.G_ema.parameters(), eager_step.G_ema.parameters()):
         assert torch.equal(p, q)
-    # the compiled callables are only installed during the step
-    assert step.G._compiled_call_impl is None and "forward_features" not in step.D.__dict__
+    # the step is back on the modules' own forwards; the modules themselves were never changed
+    assert step.G_forward is step.G and step.D_features == step.D.forward_features
+    assert "forward_features" not in step.D.__dict__
 
 
 def test_inductor_keeps_D_eager_when_the_loss_needs_double_backward(monkeypatch):
@@ -219,12 +220,22 @@ def test_bf16_autocast_runs_on_cpu():
 
 
 def test_graph_variants_follow_lazy_r1():
+    """The graph path keys its captured graphs by the step's own variant (no copy of the R1 rule)."""
     step = make_step(tiny_dataset())
-    graph_step = fast.GraphStep.__new__(fast.GraphStep)  # only the host-side bookkeeping, no CUDA
-    graph_step.step = step
-    assert [graph_step.variant(i) for i in range(4)] == [False] * 4
+    assert [step.variant(i) for i in range(4)] == [()] * 4
     step.loss = build_loss(LossConfig(name="non_saturating", r1_gamma=1.0, r1_every=4))
-    assert [graph_step.variant(i) for i in range(9)] == [True, False, False, False, True, False, False, False, True]
+    r1 = ("r1",)
+    assert [step.variant(i) for i in range(9)] == [r1, (), (), (), r1, (), (), (), r1]
+
+
+def test_inductor_hands_compiled_forwards_to_the_step_only(monkeypatch):
+    compiled = []
+    monkeypatch.setattr(fast.torch, "compile", lambda fn, *a, **k: compiled.append(fn) or (lambda *x: fn(*x)))
+    step = make_step(tiny_dataset())
+    step_fn = fast.accelerate(step, "inductor")
+    assert compiled == [step.G, step.D.forward_features]
+    assert step.G_forward is step_fn.compiled_G and step.D_features is step_fn.compiled_D
+    assert step_fn.batches_per_step == step.batches_per_step == 1
 
 
 # -- options parsing ----------------------------------------------------------------------------

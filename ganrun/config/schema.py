@@ -46,6 +46,10 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
+    """The objective and the regularizers' knobs (each read by one declaration in
+    ganrun/losses/regularizers/; defaults in configs/loss/regularizers/default.yaml).
+    Validation is by kind: weights are >= 0, `*_every` intervals > 0, labels in [0, 1]."""
+
     name: str = MISSING  # objective: minimax, non_saturating, hinge, least_squares, wasserstein
     real_label: float = 1.0  # target for real data (0.9: one-sided label smoothing)
     fake_label: float = 0.0  # target for fakes (0.02 with real 0.98: two-sided smoothing)
@@ -90,7 +94,6 @@ class TrainerConfig:
     keep_last: int = 1  # how many step-numbered checkpoints to keep besides last.pt and best.pt
     resume: Optional[str] = None  # checkpoint file or run dir to continue from
     compile: str = "none"  # none, graph (CUDA graph of the step) or inductor (torch.compile)
-    on_nan: str = "stop"  # stop: end with a message, keeping the last good checkpoint
     num_sample_images: int = 64  # images in the fixed-noise sample grid
 
 
