@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # a signal before training's own handler takes over, or in eval/sample: stop at once, one line
     with one_line_errors(), StopOnSignal(defer=False, phase=PHASES.get(name, f"ganrun {name}")):
+        import ganrun.models  # noqa: F401  (the model families store their schemas, which composing needs)
         from ganrun.config.overrides import check_group_choices, prevalidate
 
         check_group_choices(overrides)

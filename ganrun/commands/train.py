@@ -100,8 +100,8 @@ def train(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = (),
     schedule = Schedule(built.steps, t.log_every, t.sample_every, t.checkpoint_every, c.eval.every)
     try:
         with jobs.stop as stop:
-            result = train_loop(step_fn, built.batches, Stats(), schedule, jobs, start_step=start_step,
-                                start_nimg=start_nimg, images_per_step=t.batch_size, progress=console.advance,
+            result = train_loop(step_fn, built.source.next, Stats(), schedule, jobs, start_step=start_step,
+                                start_nimg=start_nimg, images_per_batch=t.batch_size, progress=console.advance,
                                 should_stop=stop)
             if int(result["step"]) == start_step and resumed is not None and Path(resumed["path"]).name != ckpt.LAST:
                 jobs.checkpoint(start_step, start_nimg)  # resumed at the end from a step file: last.pt catches up
