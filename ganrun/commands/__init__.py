@@ -57,3 +57,12 @@ def _features(cfg: Any) -> Any:
 
 
 COMMANDS.register("features")(Command(_features, "fit (and cache) the domain feature network for a dataset", ("fit",)))
+
+
+def _export(cfg: Any) -> Any:
+    from ganrun.commands.export import run
+
+    return run(cfg)
+
+
+COMMANDS.register("export")(Command(_export, "write the generator as ONNX, TorchScript or a state dict, checked for parity"))

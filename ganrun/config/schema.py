@@ -165,3 +165,12 @@ class FeaturesAppConfig:
     eval: EvalConfig = MISSING
     device: DeviceConfig = MISSING
     logger: LoggerConfig = MISSING
+
+
+@dataclass
+class ExportAppConfig:
+    checkpoint: str = MISSING  # checkpoint file or run dir whose generator (EMA when kept) is exported
+    format: str = "onnx"  # onnx, torchscript or state_dict
+    out: Optional[str] = None  # output file; None: <run dir>/export/generator_<step><suffix of the format>
+    overwrite: bool = False  # replace an existing output file
+    tolerance: float = 1e-4  # largest allowed max abs difference from eager G in the parity check
