@@ -20,10 +20,20 @@ import time
 from pathlib import Path
 from typing import Callable, NoReturn
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def _config_dir() -> Path:
+    """The YAML configs: ganrun/configs/ when installed from a wheel, else the checkout's configs/."""
+    here = Path(__file__).resolve().parent
+    installed, checkout = here / "configs", here.parent / "configs"
+    return installed if (installed / "train.yaml").is_file() else checkout
+
+
+CONFIG_DIR = _config_dir()
 HYDRA_VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--info", "-i", "--config-path", "-cp",
                      "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun"}
-USAGE = "usage: ganrun <command> [group=option ...] [key=value ...]   (commands: {names})"
+USAGE = ("usage: ganrun <command> [group=option ...] [key=value ...]   (commands: {names})\n"
+         "       ganrun <command> --help | ganrun --version | ganrun --shell-completion install=bash|zsh")
 
 
 def fail(message: str) -> NoReturn:
@@ -41,11 +51,33 @@ def stopped(exc: KeyboardInterrupt) -> NoReturn:
     sys.exit(exc.exit_code if isinstance(exc, Interrupted) else 130)
 
 
+def version_line() -> str:
+    """`ganrun --version`: ganrun's version and those of the libraries a run depends on (no imports)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import ganrun
+
+    def of(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    return f"ganrun {ganrun.__version__} (torch {of('torch')}, hydra-core {of('hydra-core')}, python {sys.version.split()[0]})"
+
+
 def main(argv: list[str] | None = None) -> None:
+    from ganrun import completion
     from ganrun.commands import COMMANDS
 
     argv = list(sys.argv[1:] if argv is None else argv)
     names = ", ".join(COMMANDS.names())
+    if argv and argv[0] in ("--version", "-V"):
+        print(version_line())
+        sys.exit(0)
+    if (request := completion.requested(argv)) is not None:
+        completion.handle(request, COMMANDS, lambda name, args: _run_hydra(name, lambda cfg: None, args), fail)
+        sys.exit(0)
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE.format(names=names))
         sys.exit(0 if argv else 2)
@@ -59,6 +91,9 @@ def main(argv: list[str] | None = None) -> None:
         overrides = [f"action={overrides[0]}", *overrides[1:]]
     try:
         _check_group_choices(name, overrides)
+        if "--help" in overrides or "-h" in overrides:
+            _help(name, command, overrides)
+            return
         _prevalidate(name, overrides)
         overrides = [*overrides, *_check_run_dir(name, overrides)]
         _run_hydra(name, _guarded(command.run), overrides)
@@ -69,6 +104,24 @@ def main(argv: list[str] | None = None) -> None:
         if message is None:
             raise
         fail(message)
+
+
+def _help(name: str, command, overrides: list[str]) -> None:
+    """Hydra's help page, each config key with the comment of its YAML (ganrun.help)."""
+    import contextlib
+    import io
+
+    from ganrun import help as helppage
+
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buf):
+            _run_hydra(name, _guarded(command.run), overrides)
+    except SystemExit as exc:  # Hydra exits after printing help
+        if exc.code not in (None, 0):
+            print(buf.getvalue(), end="")
+            raise
+    print(helppage.page(CONFIG_DIR, name, overrides, buf.getvalue()), end="", flush=True)
 
 
 def _guarded(task: Callable) -> Callable:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import random
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -321,7 +322,8 @@ def train(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> dict
 
     # observers
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    console = Console(c.logger.progress, steps, start_step)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    console = Console(c.logger.progress, steps, start_step, log_file=run_dir / "train.log")
     if c.logger.print_config and c.logger.progress != "none":
         print_config_tree(resolved)
     for note in dataset.notes:
@@ -332,6 +334,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> dict
         + (f" (resuming at {start_step:,})" if start_step else "")
         + f" | run dir {run_dir}"
     )
+    console.message("overrides: " + (" ".join(shlex.quote(o) for o in overrides) or "none (the defaults)"))
     tb = TensorBoard(run_dir, enabled=c.logger.tensorboard, purge_step=start_step + 1 if start_step else None)
     if start_step == 0:
         tb.text("config", "```yaml\n" + OmegaConf.to_yaml(cfg) + "```")
@@ -372,13 +375,16 @@ def train(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> dict
         good = jobs.last_saved or (resumed and resumed["path"])
         hint = (f"; to go on from {good} with a lower rate: ganrun train trainer.resume={good} "
                 f"optimizer.lr={c.optimizer.lr / 10:g}") if good else ""
+        console.record(f"error: {exc}{hint}")
         raise TrainingDiverged(f"{exc}{hint}") from None
     finally:
         console.close()
         tb.close()
     if stop.signum is not None:
-        raise Interrupted(f"stopped by {stop.name} after step {int(result['step']):,}; checkpoint "
-                          f"{jobs.last_saved}; resume with: ganrun train trainer.resume={run_dir}", stop.signum)
+        message = (f"stopped by {stop.name} after step {int(result['step']):,}; checkpoint "
+                   f"{jobs.last_saved}; resume with: ganrun train trainer.resume={run_dir}")
+        console.record(message)
+        raise Interrupted(message, stop.signum)
     console.message(f"done: {int(result['step']):,} steps; checkpoint {run_dir / ckpt.CHECKPOINT_DIR / ckpt.LAST}")
     return result
 

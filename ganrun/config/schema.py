@@ -97,7 +97,7 @@ class TrainerConfig:
 class LoggerConfig:
     tensorboard: bool = True  # write TensorBoard events into the run dir
     progress: str = "auto"  # auto (rich bar on a terminal, lines otherwise), rich, plain or none
-    print_config: bool = True  # print the config tree at start
+    print_config: bool = False  # print the resolved config tree at start; the summary and overrides always show
 
 
 @dataclass
