@@ -58,6 +58,7 @@ def test_wheel_holds_every_config(installed):
     assert repo and repo <= names, sorted(repo - names)
 
 
+@pytest.mark.slow  # about 20 s of CPU (two ganrun processes from a cold venv); run by make test-full
 def test_installed_ganrun_composes_and_trains(installed, tmp_path):
     venv, env, _ = installed
     where = sh([venv / "bin" / "python", "-c", "import ganrun.cli as c; print(c.__file__); print(c.CONFIG_DIR)"],

@@ -34,7 +34,7 @@ def format_rate(per_second: float, unit: str) -> str:
     for scale, prefix in ((1e6, "M"), (1e3, "k")):
         if per_second >= scale:
             value = per_second / scale
-            return f"{value:.1f}{prefix} {unit}/s" if value < 100 else f"{value:.0f}{prefix} {unit}/s"
+            return f"{value:.1f}{prefix} {unit}/s" if value < 10 else f"{value:.0f}{prefix} {unit}/s"
     if per_second >= 10:
         return f"{per_second:.0f} {unit}/s"
     return f"{per_second:.2g} {unit}/s"
