@@ -69,6 +69,7 @@ def version_line() -> str:
 def main(argv: list[str] | None = None) -> None:
     from ganrun import completion
     from ganrun.commands import COMMANDS
+    from ganrun.config.sweep_dirs import constant_key_exclusions
 
     argv = list(sys.argv[1:] if argv is None else argv)
     names = ", ".join(COMMANDS.names())
@@ -96,6 +97,7 @@ def main(argv: list[str] | None = None) -> None:
             return
         _prevalidate(name, overrides)
         overrides = [*overrides, *_check_run_dir(name, overrides)]
+        overrides += constant_key_exclusions(overrides, CONFIG_DIR / "hydra" / "ganrun.yaml")
         _run_hydra(name, _guarded(command.run), overrides)
     except KeyboardInterrupt as exc:
         stopped(exc)
@@ -154,6 +156,10 @@ def _setup() -> None:
         # a directory. Cached, so every reference in one run resolves to the same value.
         run_id = secrets.token_hex(2)
         OmegaConf.register_new_resolver("ganrun_run_id", lambda: run_id, use_cache=True)
+    if not OmegaConf.has_resolver("ganrun_safe"):
+        from ganrun.config.sweep_dirs import safe_name
+
+        OmegaConf.register_new_resolver("ganrun_safe", safe_name)
 
 
 def compose(config_name: str, overrides: list[str]):
