@@ -103,6 +103,9 @@ def choices_of(config_dir: Path, config_name: str, overrides: Iterable[str]) -> 
     """The option chosen in each group by this command line (Hydra's own record of it)."""
     from hydra import compose, initialize_config_dir
 
+    from ganrun.config.compose import setup
+
+    setup()
     with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
         cfg = compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
         return {k: v for k, v in cfg.hydra.runtime.choices.items() if isinstance(v, str)}

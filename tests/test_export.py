@@ -52,7 +52,7 @@ def data(tmp_path_factory) -> Path:
 
 def tiny(name: str) -> list[str]:
     """Overrides that shrink family `name` to a few thousand parameters, read off its own config."""
-    from ganrun.cli import compose
+    from ganrun.config.compose import compose
 
     model = compose("train", [f"model={name}"]).model
     return [f"model.{k}=8" for k in WIDTH_KEYS if k in model]
@@ -71,7 +71,7 @@ def train_one_step(server, base: Path, data: Path, name: str, conditional: bool,
 
 def rebuilt_generator(run: Path):
     """The generator as `ganrun sample`/`eval` rebuild it: G_ema when kept, eval mode, CPU."""
-    from ganrun.commands.runs import load_run
+    from ganrun.train.loaded import load_run
 
     return load_run(run, torch.device("cpu")).G
 

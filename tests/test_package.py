@@ -61,7 +61,7 @@ def test_wheel_holds_every_config(installed):
 @pytest.mark.slow  # about 20 s of CPU (two ganrun processes from a cold venv); run by make test-full
 def test_installed_ganrun_composes_and_trains(installed, tmp_path):
     venv, env, _ = installed
-    where = sh([venv / "bin" / "python", "-c", "import ganrun.cli as c; print(c.__file__); print(c.CONFIG_DIR)"],
+    where = sh([venv / "bin" / "python", "-c", "import ganrun.config.compose as c; print(c.__file__); print(c.CONFIG_DIR)"],
                cwd=tmp_path, env=env)
     module, config_dir = where.stdout.split()
     assert module.startswith(str(venv)) and config_dir.startswith(str(venv)), where.stdout + where.stderr

@@ -18,7 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import ganrun
-from ganrun.commands.runs import LoadedRun, load_run
+from ganrun.train.loaded import LoadedRun, load_run
 from ganrun.config.schema import ExportAppConfig
 from ganrun.errors import UserError
 from ganrun.models.export import FORMATS, parity

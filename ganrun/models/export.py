@@ -193,8 +193,7 @@ def _load_state_dict(path: Path) -> Run:
 
     state = torch.load(str(path), map_location="cpu", weights_only=True)
     model_cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ModelConfig), state["model"]))
-    s = state["spec"]
-    spec = DataSpec(name=s["name"], kind=s["kind"], shape=tuple(s["shape"]), num_classes=s["num_classes"])
+    spec = DataSpec.from_dict(state["spec"])
     G, _ = build_models(model_cfg, spec)
     G.load_state_dict(state["G"])
     G.eval()
