@@ -85,16 +85,19 @@ def test_resume_line_after_sigint_pastes_back(tmp_path, shell):
 
 def test_divergence_hint_and_run_dir_refusal_paste_back(ganrun, tmp_path, shell):
     run = tmp_path / ODD
-    out = ganrun("train", *RING, "logger.progress=none", "trainer.max_steps=40", "trainer.checkpoint_every=3",
-                 "optimizer.lr=1e30", override("hydra.run.dir", str(run)))
+    first = ganrun("train", *RING, "logger.progress=plain", "trainer.max_steps=3", override("hydra.run.dir", str(run)))
+    assert first.returncode == 0, first.stderr[-3000:]
+    out = ganrun("train", override("trainer.resume", str(run)), "trainer.max_steps=40", "optimizer.lr=1e30",
+                 f"hydra.run.dir={tmp_path / 'diverged'}")
     assert out.returncode == 2, out.stderr
     hint = out.stderr.strip().splitlines()[-1]
+    assert "with a lower rate: " in hint, hint
     command = hint.split("with a lower rate: ", 1)[1]
     r = paste(command, shell, tmp_path)
-    assert "cannot parse" not in r.stderr and "resuming at" in r.stdout, f"{command}\n{r.stdout}\n{r.stderr}"
+    assert "cannot parse" not in r.stderr and "resuming at 3" in r.stdout, f"{command}\n{r.stdout}\n{r.stderr}"
 
     # training into a dir that holds a run: the refusal names the command that continues it
-    refused = ganrun("train", *RING, "logger.progress=none", "trainer.max_steps=2", override("hydra.run.dir", str(run)))
+    refused = ganrun("train", *RING, "logger.progress=plain", "trainer.max_steps=2", override("hydra.run.dir", str(run)))
     assert refused.returncode == 2
     suggestion = re.search(r"continue that run in place with (.+)$", refused.stderr.strip())[1]
     line = f"ganrun train {suggestion} {override('hydra.run.dir', str(run)).join(chr(34) * 2)}"
