@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig
 
 from ganrun.config.compose import to_typed
@@ -15,21 +14,27 @@ from ganrun.evaluation import Evaluator, metric_tag
 from ganrun.observe.console import FractionProgress
 from ganrun.observe.images import render, save_png
 from ganrun.observe.tensorboard import TensorBoard
-from ganrun.runtime import generate, grid_rows, grid_size, pick_device, sample_inputs
+from ganrun.data import build_dataset
+from ganrun.runtime import SCATTER_SAMPLES, generate, grid_rows, grid_size, pick_device, sample_inputs
 from ganrun.train.loaded import load_run
 
 GRID_SAMPLES = 64  # about this many samples in the eval grid (one row per class when conditional)
 
 
-def print_table(results: dict[str, float], title: str) -> None:
+def print_table(results: dict[str, float], title: str, floor: dict[str, float] | None = None,
+                accuracy: float | None = None) -> None:
+    """The metrics, each beside its real-vs-real floor where there is one; the feature net's accuracy below."""
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title)
+    floor = floor or {}
+    table = Table(title=title, caption=None if accuracy is None else
+                  f"feature network test accuracy {accuracy:.2%}; floor: real data scored the same way")
     table.add_column("metric")
     table.add_column("value", justify="right")
+    table.add_column("floor (real vs real)", justify="right")
     for name, value in results.items():
-        table.add_row(name, f"{value:.6g}")
+        table.add_row(name, f"{value:.6g}", f"{floor[name]:.6g}" if name in floor else "")
     Console(highlight=False).print(table)
 
 
@@ -43,11 +48,15 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     finally:
         progress.close()
     results = evaluator.evaluate(run.G)
+    floor = evaluator.floor()
+    accuracy = evaluator.net.info.get("test_accuracy") if evaluator.net is not None else None
     record = {
         "checkpoint": str(run.checkpoint_path),
         "step": run.step,
         "generator": "G_ema" if run.state.get("G_ema") else "G",
         "metrics": results,
+        "floor": floor,  # the same metrics for real data against the reference (real vs real)
+        "feature_network_accuracy": accuracy,  # test accuracy of the domain classifier (None: 2-D mixtures)
         "protocol": evaluator.record(),
     }
     out_dir = run.checkpoint_path.parent
@@ -55,10 +64,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     # a sample grid from the evaluated generator, next to the checkpoint
     k = run.G.num_classes
-    n = grid_size(GRID_SAMPLES, k)
+    n = grid_size(GRID_SAMPLES if run.spec.is_image else SCATTER_SAMPLES, k)  # 2-D: as many as training draws
     z, labels = sample_inputs(n, run.G.latent_dim, k, c.seed)
     fakes = generate(run.G, z, labels)
-    ref = None if run.spec.is_image else torch.tensor(run.spec.centers)
+    ref = None if run.spec.is_image else build_dataset(run.dataset_cfg, split="test").data[: SCATTER_SAMPLES * 4]
     save_png(render(fakes, ref, grid_rows(n, k)), out_dir / f"eval_samples_{run.step:07d}.png")
 
     if c.logger.tensorboard:
@@ -66,7 +75,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         tb.scalars(run.step, {metric_tag(k): v for k, v in results.items() if not k.startswith("eval/")})
         tb.close()
     if c.logger.progress != "none":
-        print_table(results, f"{run.model_cfg.name} on {run.spec.name}, step {run.step:,} ({record['generator']})")
+        print_table(results, f"{run.model_cfg.name} on {run.spec.name}, step {run.step:,} ({record['generator']})",
+                    floor, accuracy)
         print(f"wrote {out_dir / 'metrics.json'}")
     return record
 

@@ -55,7 +55,7 @@ def sample(cfg: DictConfig) -> Path:
     if c.label is not None:
         labels = torch.full((len(z),), c.label, dtype=torch.long)
     fakes = generate(G, z, labels)
-    img = render(fakes, None if spec.is_image else _reference_points(run), nrow)
+    img = render(fakes, None if spec.is_image else _reference_points(run), nrow, paths=c.interpolate)
     out = Path(c.out) if c.out else run.run_dir / "samples" / f"sample_{run.step:07d}.png"
     save_png(img, out)
     print(f"wrote {out} ({len(fakes)} samples from step {run.step:,} of {run.checkpoint_path})")
