@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> None:
             fail(f"usage: ganrun {name} <{'|'.join(command.actions)}> [overrides]")
         overrides = [f"action={overrides[0]}", *overrides[1:]]
     with one_line_errors():
+        import ganrun.models  # noqa: F401  (the model families store their schemas, which composing needs)
         from ganrun.config.overrides import check_group_choices, prevalidate
 
         from ganrun.config.compose import CONFIG_DIR

@@ -187,12 +187,12 @@ def _write_state_dict(G: nn.Module, path: Path, metadata: dict[str, str], record
 def _load_state_dict(path: Path) -> Run:
     from omegaconf import OmegaConf
 
-    from ganrun.config.schema import ModelConfig
     from ganrun.data import DataSpec
-    from ganrun.models.base import build_models
+    from ganrun.models.base import MODELS, build_models
 
     state = torch.load(str(path), map_location="cpu", weights_only=True)
-    model_cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ModelConfig), state["model"]))
+    schema = MODELS.get(state["model"]["name"]).schema  # the family's own model config
+    model_cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), state["model"]))
     spec = DataSpec.from_dict(state["spec"])
     G, _ = build_models(model_cfg, spec)
     G.load_state_dict(state["G"])
