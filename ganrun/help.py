@@ -64,9 +64,39 @@ def schema_comments() -> dict[str, str]:
     return out
 
 
+def family_comments(option: str) -> dict[str, str]:
+    """Field comments of the dataclass that model family `option` registers (`register_family(...,
+    schema=X)` in ganrun/models/*.py), read from the source so --help does not import torch."""
+    models = Path(__file__).resolve().parent / "models"
+    for path in sorted(models.glob("*.py")):
+        source = path.read_text()
+        if "register_family" not in source:
+            continue
+        tree, lines = ast.parse(source), source.splitlines()
+        schema = None
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "register_family":
+                names = [a.value for a in node.args if isinstance(a, ast.Constant)]
+                kw = {k.arg: k.value for k in node.keywords}
+                if option in names and isinstance(kw.get("schema"), ast.Name):
+                    schema = kw["schema"].id
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef) and node.name == schema:
+                out = {}
+                for item in node.body:
+                    if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
+                        c = COMMENT.search(lines[item.lineno - 1])
+                        if c:
+                            out[f"model.{item.target.id}"] = c.group(1).strip()
+                return out
+    return {}
+
+
 def comments(config_dir: Path, config_name: str, choices: dict[str, str]) -> dict[str, str]:
     """Every key's comment: the schema's, then the primary YAML's, then the chosen options' (which win)."""
     out = schema_comments()
+    if choices.get("model"):
+        out.update(family_comments(choices["model"]))
     out.update(yaml_comments(config_dir / f"{config_name}.yaml", ""))
     files = [(group, config_dir / group / f"{option}.yaml") for group, option in choices.items()
              if option and not group.startswith("hydra")]
