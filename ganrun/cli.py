@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
         print(version_line())
         sys.exit(0)
     if (request := completion.requested(argv)) is not None:
-        completion.handle(request, COMMANDS, lambda name, args: _run_hydra(name, lambda cfg: None, args), fail)
+        completion.handle(request, COMMANDS, _complete, fail)
         sys.exit(0)
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE.format(names=names))
@@ -108,6 +108,13 @@ def main(argv: list[str] | None = None) -> None:
         overrides = [*overrides, *resolve(command.prepare)(overrides)]
         overrides += constant_key_exclusions(overrides, CONFIG_DIR / "hydra" / "ganrun.yaml")
         _run_hydra(name, _job(command.run), overrides)
+
+
+def _complete(name: str, args: list[str]) -> None:
+    """Hydra's completion of command `name` (its app composes, so the model families' schemas are needed)."""
+    import ganrun.models  # noqa: F401
+
+    _run_hydra(name, lambda cfg: None, args)
 
 
 def _help(name: str, command, overrides: list[str]) -> None:
