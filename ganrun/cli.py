@@ -23,7 +23,8 @@ from typing import Callable, Iterator, NoReturn
 PHASES = {"train": "start-up (before the first step; no new checkpoint was written)",
           "eval": "the evaluation (no result was written)", "sample": "sampling (no image was written)",
           "features": "the feature-network fit (nothing was cached)"}  # for "stopped by SIGTERM during ..."
-USAGE = "usage: ganrun <command> [group=option ...] [key=value ...]   (commands: {names})"
+USAGE = ("usage: ganrun <command> [group=option ...] [key=value ...]   (commands: {names})\n"
+         "       ganrun <command> --help | ganrun --version | ganrun --shell-completion install=bash|zsh")
 
 
 def fail(message: str) -> NoReturn:
@@ -57,11 +58,33 @@ def one_line_errors() -> Iterator[None]:
         fail(message)
 
 
+def version_line() -> str:
+    """`ganrun --version`: ganrun's version and those of the libraries a run depends on (no imports)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import ganrun
+
+    def of(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    return f"ganrun {ganrun.__version__} (torch {of('torch')}, hydra-core {of('hydra-core')}, python {sys.version.split()[0]})"
+
+
 def main(argv: list[str] | None = None) -> None:
+    from ganrun import completion
     from ganrun.commands import COMMANDS, resolve
 
     argv = list(sys.argv[1:] if argv is None else argv)
     names = ", ".join(COMMANDS.names())
+    if argv and argv[0] in ("--version", "-V"):
+        print(version_line())
+        sys.exit(0)
+    if (request := completion.requested(argv)) is not None:
+        completion.handle(request, COMMANDS, _complete, fail)
+        sys.exit(0)
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE.format(names=names))
         sys.exit(0 if argv else 2)
@@ -80,10 +103,42 @@ def main(argv: list[str] | None = None) -> None:
         import ganrun.models  # noqa: F401  (the model families store their schemas, which composing needs)
         from ganrun.config.overrides import check_group_choices, prevalidate
 
+        from ganrun.config.compose import CONFIG_DIR
+        from ganrun.config.sweep_dirs import constant_key_exclusions
+
         check_group_choices(overrides)
+        if "--help" in overrides or "-h" in overrides:
+            _help(name, command, overrides)
+            return
         prevalidate(name, overrides)
         overrides = [*overrides, *resolve(command.prepare)(overrides)]
+        overrides += constant_key_exclusions(overrides, CONFIG_DIR / "hydra" / "ganrun.yaml")
         _run_hydra(name, _job(command.run), overrides)
+
+
+def _complete(name: str, args: list[str]) -> None:
+    """Hydra's completion of command `name` (its app composes, so the model families' schemas are needed)."""
+    import ganrun.models  # noqa: F401
+
+    _run_hydra(name, lambda cfg: None, args)
+
+
+def _help(name: str, command, overrides: list[str]) -> None:
+    """Hydra's help page, each config key with the comment of its YAML (ganrun.help)."""
+    import io
+
+    from ganrun import help as helppage
+    from ganrun.config.compose import CONFIG_DIR
+
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buf):
+            _run_hydra(name, _job(command.run), overrides)
+    except SystemExit as exc:  # Hydra exits after printing help
+        if exc.code not in (None, 0):
+            print(buf.getvalue(), end="")
+            raise
+    print(helppage.page(CONFIG_DIR, name, overrides, buf.getvalue()), end="", flush=True)
 
 
 def _job(path: str) -> Callable:

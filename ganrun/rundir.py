@@ -15,6 +15,7 @@ from typing import Any, Callable, Optional
 
 from ganrun.config.overrides import HYDRA_FLAGS_WITHOUT_A_RUN, parse
 from ganrun.errors import UserError
+from ganrun.shell import command, override
 
 CREATED_ENV = "GANRUN_RUN_DIR_CREATED"  # set for the job (hydra.job.env_set): the topmost dir Hydra creates
 RECORD_ENV = "GANRUN_RECORD_SUBDIR"  # where `ganrun train` writes the run's record (.hydra, or .hydra/resume-*)
@@ -184,4 +185,4 @@ def _resumes_in_place(run_dir: Path, given: str, values: dict[str, Any]) -> list
             # the run's own .hydra/ is kept; this invocation's record goes beside it
             return [f"++hydra.job.env_set.{RECORD_ENV}=.hydra/resume-{time.strftime('%Y%m%d-%H%M%S')}"]
     raise UserError(f"hydra.run.dir={given} already holds a run (checkpoints/); choose another hydra.run.dir, "
-                    f"or continue that run in place with trainer.resume={given}")
+                    f"or continue that run in place with {command([override('trainer.resume', given)])}")

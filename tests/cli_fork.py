@@ -26,9 +26,11 @@ from pathlib import Path
 from typing import Optional
 
 SERVER = r"""
-import json, os, resource, sys, traceback
+import importlib, json, os, resource, sys, traceback
 import torch  # noqa: F401  the expensive imports, once, before any fork
 import ganrun.cli, ganrun.commands.train  # noqa: F401
+for name in sys.argv[1:]:  # more modules a suite needs warm (the ONNX exporter)
+    importlib.import_module(name)
 
 def child(job):
     code = 1
@@ -112,8 +114,8 @@ class Job:
 
 
 class ForkServer:
-    def __init__(self, env: dict) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", SERVER], env=env, stdin=subprocess.PIPE,
+    def __init__(self, env: dict, preload: tuple[str, ...] = ()) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", SERVER, *preload], env=env, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True)
         self._lock = threading.Lock()
         self._count = 0

@@ -86,7 +86,7 @@ def test_multirun_gives_each_job_its_own_dir(ganrun, tmp_path):
                  "seed=1,2", f"hydra.sweep.dir={tmp_path / 'sweep'}")
     assert out.returncode == 0, out.stderr
     jobs = sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir())
-    assert len(jobs) == 2 and jobs[0].startswith("0_") and "seed=1" in jobs[0] and "seed=2" in jobs[1]
+    assert jobs == ["0_seed-1", "1_seed-2"], jobs  # number + the overrides that vary, shell-safe
     for job in jobs:
         assert (tmp_path / "sweep" / job / "checkpoints" / "last.pt").is_file()
 
@@ -138,5 +138,5 @@ def test_sweep_job_dirs_leave_paths_out_of_their_names(ganrun, tmp_path):
                  "seed=1,2", f"hydra.sweep.dir={tmp_path / 'sweep'}")
     assert out.returncode == 0, out.stderr
     jobs = sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir())
-    assert len(jobs) == 2 and "seed=1" in jobs[0] and "seed=2" in jobs[1], jobs
+    assert jobs == ["0_seed-1", "1_seed-2"], jobs
     assert not any("dataset.root" in j or "deep" in j for j in jobs), jobs  # no path, no nested folders

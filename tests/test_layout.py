@@ -10,11 +10,12 @@ PACKAGE = Path(__file__).resolve().parent.parent / "ganrun"
 
 # Each package or module may import only from packages in lower layers (or its own package).
 LAYERS = [
-    {"errors", "registry", "atomic", "config"},
+    {"errors", "registry", "atomic", "config", "shell"},
     {"data", "models", "losses", "metrics", "optim"},
     {"runtime"},
     {"observe", "evaluation", "train", "rundir"},
     {"commands"},
+    {"completion", "help"},  # the CLI's edges: tab completion, the --help page
     {"cli", "__main__"},
 ]
 

@@ -42,3 +42,5 @@ COMMANDS.register("eval")(Command("ganrun.commands.eval:run",
                                   "score a checkpoint: FID/KID/precision-recall, a table and metrics.json"))
 COMMANDS.register("features")(Command("ganrun.commands.features:run",
                                       "fit (and cache) the domain feature network for a dataset", ("fit",)))
+COMMANDS.register("export")(Command("ganrun.commands.export:run",
+                                    "write the generator as ONNX, TorchScript or a state dict, checked for parity"))

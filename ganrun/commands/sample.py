@@ -65,7 +65,7 @@ def sample(cfg: DictConfig) -> Path:
     if c.label is not None:
         labels = torch.full((len(z),), c.label, dtype=torch.long)
     fakes = generate(G, z, labels)
-    img = render(fakes, None if spec.is_image else _reference_points(run), nrow)
+    img = render(fakes, None if spec.is_image else _reference_points(run), nrow, paths=c.interpolate)
     write_image(out, img)
     print(f"wrote {out} ({len(fakes)} samples from step {run.step:,} of {run.checkpoint_path})")
     return out

@@ -22,6 +22,7 @@ from ganrun.observe.stats import Stats
 from ganrun.observe.tensorboard import TensorBoard
 from ganrun.rundir import RECORD_ENV, own, remove_if_created
 from ganrun.runtime import pick_device
+from ganrun.shell import command, override
 from ganrun.train import checkpoint as ckpt
 from ganrun.train.build import BuiltRun, build_run
 from ganrun.train.jobs import RunJobs
@@ -83,7 +84,8 @@ def train(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = (),
         on_ready()
     stale = clean_stale_writes(run_dir)  # the run dir is this run's (locked): what a killed writer left goes
 
-    console = Console(c.logger.progress, built.steps, start_step)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    console = Console(c.logger.progress, built.steps, start_step, log_file=run_dir / "train.log")
     tb = TensorBoard(run_dir, enabled=c.logger.tensorboard, purge_step=start_step + 1 if start_step else None)
     notes = [f"removed {stale} temp file(s) left by interrupted checkpoint writes"] if stale else []
     if resumed is not None and resumed.get("skipped"):
@@ -107,15 +109,18 @@ def train(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = (),
                 jobs.checkpoint(start_step, start_nimg)  # resumed at the end from a step file: last.pt catches up
     except TrainingDiverged as exc:
         good = jobs.last_saved or (resumed and resumed["path"])
-        hint = (f"; to go on from {good} with a lower rate: ganrun train trainer.resume={good} "
-                f"optimizer.lr={c.optimizer.lr / 10:g}") if good else ""
+        hint = (f"; to go on from {good} with a lower rate: " + command(
+            ["ganrun", "train", override("trainer.resume", good), f"optimizer.lr={c.optimizer.lr / 10:g}"])) if good else ""
+        console.record(f"error: {exc}{hint}")
         raise TrainingDiverged(f"{exc}{hint}") from None
     finally:
         console.close()
         tb.close()
     if stop.signum is not None:
-        raise Interrupted(f"stopped by {stop.name} after step {int(result['step']):,}; checkpoint "
-                          f"{jobs.last_saved}; resume with: ganrun train trainer.resume={run_dir}", stop.signum)
+        message = (f"stopped by {stop.name} after step {int(result['step']):,}; checkpoint {jobs.last_saved}; "
+                   f"resume with: {command(['ganrun', 'train', override('trainer.resume', run_dir)])}")
+        console.record(message)
+        raise Interrupted(message, stop.signum)
     console.message(f"done: {int(result['step']):,} steps; checkpoint {run_dir / ckpt.CHECKPOINT_DIR / ckpt.LAST}")
     return result
 
@@ -135,6 +140,7 @@ def _jobs(c: TrainAppConfig, cfg: DictConfig, built: BuiltRun, run_dir: Path, co
         + (f" (resuming at {start_step:,})" if start_step else "")
         + f" | run dir {run_dir}"
     )
+    console.message("overrides: " + (command(overrides) or "none (the defaults)"))
     if start_step == 0:
         tb.text("config", "```yaml\n" + OmegaConf.to_yaml(cfg) + "```")
         if spec.is_image:

@@ -10,7 +10,16 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent.parent / "configs"
+
+
+def _config_dir() -> Path:
+    """The YAML configs: ganrun/configs/ when installed from a wheel, else the checkout's configs/."""
+    package = Path(__file__).resolve().parent.parent
+    installed, checkout = package / "configs", package.parent / "configs"
+    return installed if (installed / "train.yaml").is_file() else checkout
+
+
+CONFIG_DIR = _config_dir()
 
 
 def setup() -> None:
@@ -25,6 +34,10 @@ def setup() -> None:
         # a directory. Cached, so every reference in one run resolves to the same value.
         run_id = secrets.token_hex(2)
         OmegaConf.register_new_resolver("ganrun_run_id", lambda: run_id, use_cache=True)
+    if not OmegaConf.has_resolver("ganrun_safe"):  # sweep job dir names (configs/hydra/ganrun.yaml)
+        from ganrun.config.sweep_dirs import safe_name
+
+        OmegaConf.register_new_resolver("ganrun_safe", safe_name)
 
 
 def compose(config_name: str, overrides: list[str], *, return_hydra_config: bool = False):

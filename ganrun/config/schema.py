@@ -101,7 +101,7 @@ class TrainerConfig:
 class LoggerConfig:
     tensorboard: bool = True  # write TensorBoard events into the run dir
     progress: str = "auto"  # auto (rich bar on a terminal, lines otherwise), rich, plain or none
-    print_config: bool = True  # print the config tree at start
+    print_config: bool = False  # print the resolved config tree at start; the summary and overrides always show
 
 
 @dataclass
@@ -171,3 +171,12 @@ class FeaturesAppConfig:
     eval: EvalConfig = MISSING
     device: DeviceConfig = MISSING
     logger: LoggerConfig = MISSING
+
+
+@dataclass
+class ExportAppConfig:
+    checkpoint: str = MISSING  # checkpoint file or run dir whose generator (EMA when kept) is exported
+    format: str = "onnx"  # onnx, torchscript or state_dict
+    out: Optional[str] = None  # output file; None: <run dir>/export/generator_<step><suffix of the format>
+    overwrite: bool = False  # replace an existing output file
+    tolerance: float = 1e-4  # largest allowed max abs difference from eager G in the parity check

@@ -50,12 +50,15 @@ class Evaluator:
                  progress: Optional[Progress] = None) -> None:
         self.cfg, self.spec, self.device = cfg, spec, device
         self.net: Optional[FeatureNet] = None
+        self._floor: Optional[dict[str, float]] = None
         test_cfg = replace(dataset_cfg, limit=None)
+        self._test_cfg = test_cfg
         if not spec.is_image:
             self.num_samples = MIXTURE_SAMPLES
             self.reference_size = MIXTURE_SAMPLES
             return
         train = build_dataset(test_cfg, split="train")
+        self._train = train
         test = build_dataset(test_cfg, split="test")
         self.net = load_feature_net(cfg, train, test, device, progress)
         self.num_samples = cfg.num_samples
@@ -104,6 +107,26 @@ class Evaluator:
                     results[self.name("cond_acc")] = M.conditional_accuracy(pred, labels.numpy())
         results["eval/seconds"] = time.perf_counter() - t0
         return results
+
+    def floor(self) -> dict[str, float]:
+        """The same metrics for real data against the reference: what no generator can beat.
+
+        Images: FID and KID of as many train images as the reference has test images, through the
+        same feature network (their features cached like the reference's). 2-D mixtures: the
+        mixture metrics of 2,500 real test points. Computed on first call, then kept.
+        """
+        if self._floor is None:
+            if self.net is None:
+                real = build_dataset(self._test_cfg, split="test").data[:MIXTURE_SAMPLES].numpy()
+                out = M.mixture_metrics(real, np.asarray(self.spec.centers), self.spec.mode_std)
+                self._floor = {self.name(k): float(v) for k, v in out.items()}
+            else:
+                n = min(self.reference_size, len(self._train.data))
+                other, _ = reference_features(self.net, self._train.data[:n], cache_dir_of(self.cfg))
+                kid, _ = M.kid_from_features(self.real_feats, other, seed=self.cfg.seed)
+                self._floor = {self.name("fid"): M.fid_from_features(self.real_feats, other),
+                               self.name("kid"): kid}
+        return self._floor
 
     def record(self, seed: Optional[int] = None) -> dict[str, Any]:
         """What the numbers mean: sample counts, reference split, feature network, seed."""

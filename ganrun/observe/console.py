@@ -1,9 +1,15 @@
-"""The terminal: a rich progress bar on a TTY, plain periodic lines elsewhere (CI, pipes)."""
+"""The terminal: a rich progress bar on a TTY, plain periodic lines elsewhere (CI, pipes).
+
+Every line the console shows (messages, warnings, Python warnings raised during the run) and a
+plain progress line per logged step also go to the run's `train.log`, whatever the mode.
+"""
 
 from __future__ import annotations
 
 import sys
 import time
+import warnings
+from pathlib import Path
 from typing import Optional
 
 SHOWN = ("loss/D", "loss/G", "D/D(x)", "D/D(G(z))")
@@ -18,17 +24,42 @@ def _summary(values: dict[str, float]) -> str:
     return "  ".join(f"{k} {values[k]:.4g}" for k in SHOWN if k in values)
 
 
+def format_rate(per_second: float, unit: str) -> str:
+    """A rate with 2-3 significant digits and an SI prefix: 0.42 img/s, 37 img/s, 1.2k img/s, 3.4M img/s.
+
+    Steps slower than one a second read better as seconds per step (`4.2 s/step`).
+    """
+    if unit == "steps" and 0 < per_second < 1:
+        return f"{1 / per_second:.2g} s/step"
+    for scale, prefix in ((1e6, "M"), (1e3, "k")):
+        if per_second >= scale:
+            value = per_second / scale
+            return f"{value:.1f}{prefix} {unit}/s" if value < 10 else f"{value:.0f}{prefix} {unit}/s"
+    if per_second >= 10:
+        return f"{per_second:.0f} {unit}/s"
+    return f"{per_second:.2g} {unit}/s"
+
+
 class Console:
     """Progress for one run. mode: rich, plain or none ("auto" picks rich on a terminal)."""
 
-    def __init__(self, mode: str, total_steps: int, start_step: int = 0, stream=None) -> None:
+    def __init__(self, mode: str, total_steps: int, start_step: int = 0, stream=None,
+                 log_file: Optional[Path] = None) -> None:
         self.stream = stream or sys.stdout
+        self._file = None
+        self._log_file = log_file
+        self._showwarning = None
+        if log_file is not None:  # appended: a resumed run continues its log
+            self._file = open(log_file, "a", buffering=1, encoding="utf-8")
+            self._showwarning = warnings.showwarning
+            warnings.showwarning = self._warning
         if mode == "auto":
             mode = "rich" if self.stream.isatty() else "plain"
         self.mode = mode
         self.total = total_steps
         self.start_step = start_step
         self.t0 = time.perf_counter()
+        self._last = (self.t0, start_step)  # time and step of the previous log line
         self._progress = None
         if mode == "rich":
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -46,19 +77,41 @@ class Console:
             self._progress.update(self._task, completed=step)
 
     def log(self, step: int, values: dict[str, float]) -> None:
+        now = time.perf_counter()
+        last_time, last_step = self._last
+        self._last = (now, step)
         speed = values.get("speed/images_per_s")
-        speed_text = f"{speed / 1000:.1f}k img/s" if speed else ""
+        rates = [format_rate(speed, "img") if speed else "",
+                 format_rate((step - last_step) / max(now - last_time, 1e-9), "steps") if step > last_step else ""]
+        speed_text = "  ".join(r for r in rates if r)
+        elapsed = now - self.t0
+        eta = elapsed / max(step - self.start_step, 1) * (self.total - step)
+        line = f"step {step}/{self.total}  {speed_text}  {_summary(values)}  eta {_format_duration(eta)}"
+        self._to_file(line)
         if self._progress is not None:  # the bar has room for the two losses only
             short = "  ".join(f"{k[5:]} {values[k]:.3g}" for k in ("loss/D", "loss/G") if k in values)
-            self._progress.update(self._task, completed=step, speed=speed_text, losses=short)
+            self._progress.update(self._task, completed=step, speed=rates[0] or rates[1], losses=short)
         elif self.mode == "plain":
-            elapsed = time.perf_counter() - self.t0
-            done = max(step - self.start_step, 1)
-            eta = elapsed / done * (self.total - step)
-            print(f"step {step}/{self.total}  {speed_text}  {_summary(values)}  eta {_format_duration(eta)}",
-                  file=self.stream, flush=True)
+            print(line, file=self.stream, flush=True)
+
+    def record(self, text: str) -> None:
+        """A line for train.log only (the CLI shows it on stderr itself: the reason a run ended)."""
+        self._to_file(text)
+
+    def _to_file(self, text: str) -> None:
+        if self._file is not None:
+            self._file.write(text + "\n")
+        elif self._log_file is not None:  # after close: the run's last words
+            with open(self._log_file, "a", encoding="utf-8") as f:
+                f.write(text + "\n")
+
+    def _warning(self, message, category, filename, lineno, file=None, line=None) -> None:
+        """Python warnings during the run: shown as before, and kept in train.log."""
+        self._to_file(warnings.formatwarning(message, category, filename, lineno, line).rstrip())
+        self._showwarning(message, category, filename, lineno, file, line)
 
     def message(self, text: str, style: str = "") -> None:
+        self._to_file(text)
         if self._progress is not None:
             self._progress.console.print(text, style=style or None)
         elif self.mode != "none" or style == "warning":
@@ -68,6 +121,11 @@ class Console:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+        if self._file is not None:
+            if warnings.showwarning == self._warning:
+                warnings.showwarning = self._showwarning
+            self._file.close()
+            self._file = None
 
 
 def print_config_tree(config: dict, stream=None) -> None:

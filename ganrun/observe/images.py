@@ -23,8 +23,12 @@ def image_grid(x: torch.Tensor, nrow: Optional[int] = None, padding: int = 2) ->
 
 
 def scatter_plot(samples: torch.Tensor, data: torch.Tensor, size: int = 384,
-                 extent: Optional[float] = None) -> np.ndarray:
-    """2-D samples (red) over data points (gray) → uint8 HWC RGB image with axes at 0."""
+                 extent: Optional[float] = None, path_length: Optional[int] = None) -> np.ndarray:
+    """2-D samples (red) over data points (gray) → uint8 HWC RGB image with axes at 0.
+
+    path_length: the samples are paths of this many consecutive points (latent interpolations),
+    drawn as blue polylines from a green start to a red end.
+    """
     samples = samples.detach().float().cpu().numpy()
     data = data.detach().float().cpu().numpy()
     if extent is None:
@@ -41,6 +45,18 @@ def scatter_plot(samples: torch.Tensor, data: torch.Tensor, size: int = 384,
 
     u, v = to_px(data)
     img[v, u] = (150, 150, 150)
+    if path_length:
+        for path in samples.reshape(-1, path_length, 2):
+            t = np.linspace(0, 1, 64)[:, None]
+            segments = np.concatenate([a + t * (b - a) for a, b in zip(path[:-1], path[1:])])  # (64 (L-1), 2)
+            u, v = to_px(segments)
+            img[v, u] = (40, 90, 220)
+            for point, color in ((path[:1], (30, 160, 60)), (path[-1:], (220, 30, 30))):
+                u, v = to_px(point)
+                for du in (-1, 0, 1):
+                    for dv in (-1, 0, 1):
+                        img[np.clip(v + dv, 0, size - 1), np.clip(u + du, 0, size - 1)] = color
+        return img
     u, v = to_px(samples)
     for du, dv in ((0, 0), (1, 0), (0, 1), (1, 1)):  # 2×2 dots
         img[np.clip(v + dv, 0, size - 1), np.clip(u + du, 0, size - 1)] = (220, 30, 30)
@@ -54,9 +70,12 @@ def save_png(img: np.ndarray, path: Path) -> None:
     Image.fromarray(img).save(path)
 
 
-def render(samples: torch.Tensor, reference: Optional[torch.Tensor] = None, nrow: Optional[int] = None) -> np.ndarray:
+def render(samples: torch.Tensor, reference: Optional[torch.Tensor] = None, nrow: Optional[int] = None,
+           paths: bool = False) -> np.ndarray:
     """Samples as one picture: images (N, C, H, W) in [-1, 1] → a grid with `nrow` per row (None:
-    square); 2-D points (N, 2) → a scatter plot over the `reference` points (the data)."""
+    square); 2-D points (N, 2) → a scatter plot over the `reference` points (the data), or with
+    `paths`, each run of `nrow` consecutive points drawn as a path (latent interpolations)."""
     if samples.ndim == 4:
         return image_grid(samples, nrow=nrow)
-    return scatter_plot(samples, samples if reference is None else reference)
+    return scatter_plot(samples, samples if reference is None else reference,
+                        path_length=nrow if paths and nrow else None)

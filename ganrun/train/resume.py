@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from ganrun.atomic import stale_temp_files
 from ganrun.config.compose import compose
 from ganrun.errors import UserError, user_error_message
+from ganrun.shell import command, override
 from ganrun.train import checkpoint as ckpt
 
 
@@ -25,7 +26,7 @@ def resume_config(cfg: DictConfig, overrides: Sequence[str]) -> tuple[DictConfig
     keep = [o for o in overrides if not o.lstrip("+~").startswith("trainer.resume=")]
     merged = [*state.get("overrides", []), *keep]
     try:
-        composed = compose("train", [*merged, f"trainer.resume={state['path']}"])
+        composed = compose("train", [*merged, override("trainer.resume", state["path"])])
     except Exception as exc:  # noqa: BLE001 - sorted into user errors and bugs
         message = user_error_message(exc)
         if message is None:
@@ -55,8 +56,8 @@ def check_run_dir_free(run_dir: Path, resumed: Optional[dict[str, Any]]) -> None
     """Refuse a run dir that holds another run's last.pt (resuming one of its own checkpoints is fine)."""
     last = run_dir / ckpt.CHECKPOINT_DIR / ckpt.LAST
     if last.exists() and (resumed is None or Path(resumed["path"]).resolve().parent != last.parent.resolve()):
-        raise UserError(f"{run_dir} already holds a run ({last}); resume it with trainer.resume={run_dir} "
-                        "or choose another hydra.run.dir")
+        raise UserError(f"{run_dir} already holds a run ({last}); resume it with "
+                        f"{command([override('trainer.resume', run_dir)])} or choose another hydra.run.dir")
 
 
 def clean_stale_writes(run_dir: Path) -> int:
