@@ -196,7 +196,7 @@ def _check_run_dir(config_name: str, overrides: list[str]) -> list[str]:
     """Refuse, before Hydra writes `.hydra/` into it, a run dir holding an earlier run's checkpoints.
 
     `hydra.run.dir=<dir of an earlier run>` is allowed only to continue that run in place
-    (`trainer.resume=<the same dir>`); its original `.hydra/` is then kept and this invocation's
+    (`trainer.resume=<the same dir>` or `trainer.resume=auto`); its original `.hydra/` is then kept and this invocation's
     config goes to `.hydra/resume-<time>/` (returned as an extra override). A sweep never reuses
     `hydra.sweep.dir` of an earlier sweep. Also checks that the run dir can be created.
     """
@@ -225,9 +225,10 @@ def _check_run_dir(config_name: str, overrides: list[str]) -> list[str]:
         return []
     resume = values.get("trainer.resume")
     if isinstance(resume, str):
-        from ganrun.train.checkpoint import CHECKPOINT_DIR, LAST, resolve_checkpoint
+        from ganrun.train.checkpoint import AUTO_RESUME, CHECKPOINT_DIR, LAST, resolve_checkpoint
 
-        if resolve_checkpoint(resume).resolve() == (run_dir / CHECKPOINT_DIR / LAST).resolve():
+        in_place = resume == AUTO_RESUME or resolve_checkpoint(resume).resolve() == (run_dir / CHECKPOINT_DIR / LAST).resolve()
+        if in_place:
             if "hydra.output_subdir" in values:
                 return []
             return [f"hydra.output_subdir=.hydra/resume-{time.strftime('%Y%m%d-%H%M%S')}"]

@@ -270,6 +270,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> dict
     """
     to_typed(cfg)  # fail on a bad value before touching anything
     resumed: Optional[dict[str, Any]] = None
+    cfg.trainer.resume = ckpt.auto_resume(cfg.trainer.resume, run_dir)
     if cfg.trainer.resume:
         cfg, resumed, overrides = resume_config(cfg, overrides)
     c = to_typed(cfg)

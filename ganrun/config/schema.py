@@ -87,7 +87,7 @@ class TrainerConfig:
     sample_every: int = 500  # steps between sample grids; 0: only at the end
     checkpoint_every: int = 1000  # steps between checkpoints/last.pt; the end always saves
     keep_last: int = 1  # how many step-numbered checkpoints to keep besides last.pt and best.pt
-    resume: Optional[str] = None  # checkpoint file or run dir to continue from
+    resume: Optional[str] = None  # checkpoint file or run dir to continue from; auto: the run dir's own last.pt if any
     compile: str = "none"  # none, graph (CUDA graph of the step) or inductor (torch.compile)
     on_nan: str = "stop"  # stop: end with a message, keeping the last good checkpoint
     num_sample_images: int = 64  # images in the fixed-noise sample grid
