@@ -197,8 +197,9 @@ def _check_run_dir(config_name: str, overrides: list[str]) -> list[str]:
 
     `hydra.run.dir=<dir of an earlier run>` is allowed only to continue that run in place
     (`trainer.resume=<the same dir>` or `trainer.resume=auto`); its original `.hydra/` is then kept and this invocation's
-    config goes to `.hydra/resume-<time>/` (returned as an extra override). A sweep never reuses
-    `hydra.sweep.dir` of an earlier sweep. Also checks that the run dir can be created.
+    config goes to `.hydra/resume-<time>/` (returned as an extra override). `hydra.sweep.dir` of an
+    earlier sweep reruns it: finished jobs are skipped, the others resume from their last.pt.
+    Also checks that the run dir can be created.
     """
     from ganrun.errors import UserError
 
@@ -216,10 +217,7 @@ def _check_run_dir(config_name: str, overrides: list[str]) -> list[str]:
         raise UserError(f"{key}={given} cannot be created: {ancestor} is a file, not a directory")
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise UserError(f"{key}={given} is not writable (no write permission on {ancestor}); choose another {key}")
-    if multirun:
-        if (run_dir / "multirun.yaml").exists():
-            raise UserError(f"hydra.sweep.dir={given} already holds a sweep; choose another hydra.sweep.dir "
-                            "(ganrun never writes over an earlier sweep's runs)")
+    if multirun:  # an earlier sweep's dir: rerun it, skipping finished jobs, resuming the others (sweeps.job)
         return []
     if config_name != "train" or not _holds_run(run_dir):
         return []

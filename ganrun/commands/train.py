@@ -26,6 +26,7 @@ from ganrun.observe.images import image_grid, save_png, scatter_plot
 from ganrun.observe.stats import Stats
 from ganrun.observe.tensorboard import TensorBoard
 from ganrun.optim import build_optimizers
+from ganrun.sweeps.record import Tracker, protocol_name
 from ganrun.train import checkpoint as ckpt
 from ganrun.train.fast import accelerate
 from ganrun.train.loop import Schedule, TrainingDiverged, train_loop
@@ -36,12 +37,33 @@ SCATTER_SAMPLES = 2500  # points in the 2-D scatter plots (the PacGAN/VEEGAN sam
 
 
 def run(cfg: DictConfig) -> Optional[float]:
-    """Hydra task function: the run dir and overrides come from Hydra's runtime config."""
+    """Hydra task function: the run dir and overrides come from Hydra's runtime config.
+
+    Returns the run's best primary metric (what a sweeper minimizes; +inf for a diverged or
+    failed sweep job); result.json records the verdict (ganrun.sweeps.job).
+    """
     from hydra.core.hydra_config import HydraConfig
 
+    from hydra.types import RunMode
+
+    from ganrun.sweeps.job import SweepJob, run_job
+
     hc = HydraConfig.get()
-    result = train(cfg, run_dir=Path(hc.runtime.output_dir), overrides=list(hc.overrides.task))
-    return result.get("loss/G")
+    run_dir, overrides = Path(hc.runtime.output_dir), list(hc.overrides.task)
+    sweep = None
+    if hc.mode == RunMode.MULTIRUN:
+        sweep = SweepJob(hc.job.num, hc.launcher, cfg.device.name, cfg.trainer.jobs_per_gpu)
+        if cfg.trainer.resume is None:  # a rerun of the sweep continues this job from its own last.pt
+            cfg.trainer.resume = ckpt.AUTO_RESUME
+    return run_job(lambda tracker: train(cfg, run_dir, overrides, tracker), run_dir, overrides, classify_failure,
+                   sweep=sweep, tensorboard=bool(cfg.logger.tensorboard))
+
+
+def classify_failure(exc: BaseException) -> tuple[str, Optional[str]]:
+    """A job's failure for its result.json: diverged or failed, and the user-error line (None: a bug)."""
+    from ganrun.cli import user_error_message
+
+    return ("diverged" if isinstance(exc, TrainingDiverged) else "failed"), user_error_message(exc)
 
 
 def to_typed(cfg: DictConfig) -> TrainAppConfig:
@@ -124,6 +146,7 @@ class RunJobs:
     make_evaluator: Optional[Callable[[], Any]] = None  # builds the Evaluator on first need
     health: Optional[Health] = None
     best: Optional[float] = None  # best primary metric so far (lower is better)
+    tracker: Optional[Tracker] = None  # the run's record for result.json
     last_saved: Optional[Path] = None  # the newest checkpoint this run wrote
     _evaluator: Any = None
 
@@ -134,6 +157,8 @@ class RunJobs:
     def log(self, step: int, values: dict[str, float]) -> None:
         self.tb.scalars(step, values)
         self.console.log(step, values)
+        if self.tracker:
+            self.tracker.logged(step, values)
         self._warn(step, self.health.check_scalars(values) if self.health else [])
 
     def _warn(self, step: int, warnings: list[str]) -> None:
@@ -164,6 +189,9 @@ class RunJobs:
         if self.health:
             self._warn(step, self.health.check_metrics(results))
         name, sign = ev.primary()
+        if self.tracker:
+            self.tracker.evaluated(step, nimg, name, results, {**ev.record(), "name": protocol_name(name),
+                                                                "resolution": list(self.dataset.spec.shape)})
         value = sign * results[name]
         if self.best is None or value < self.best:
             self.best = value
@@ -189,6 +217,7 @@ class RunJobs:
             "fixed_z": self.fixed_z.cpu(),
             "fixed_c": None if self.fixed_c is None else self.fixed_c.cpu(),
             "best_metric": self.best,
+            "result": None if self.tracker is None else self.tracker.state_dict(),
             **self.record,
         }
 
@@ -200,6 +229,8 @@ class RunJobs:
                 raise TrainingDiverged(f"the weights of {name} became NaN/Inf by step {step}; training stopped "
                                        "before writing them")
         folder = self.run_dir / ckpt.CHECKPOINT_DIR
+        if self.tracker:
+            self.tracker.saved(step, nimg)
         state = self.state(step, nimg)
         if self.keep_last > 0 and step % self.checkpoint_every == 0:
             ckpt.save_checkpoint(folder / f"step_{step:07d}.pt", state)
@@ -263,9 +294,11 @@ def restore_optimizer(opt: torch.optim.Optimizer, state: dict[str, Any], path: A
             group.update(values)
 
 
-def train(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> dict[str, float]:
+def train(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = (),
+          tracker: Optional[Tracker] = None) -> dict[str, float]:
     """Train a GAN as `cfg` (the composed train config) says; write everything into `run_dir`.
 
+    `tracker` (ganrun.sweeps.record) follows the run for its result.json.
     Returns the last logged scalars (and metrics, when evaluation is on).
     """
     to_typed(cfg)  # fail on a bad value before touching anything
@@ -350,7 +383,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> dict
 
     jobs = RunJobs(run_dir, tb, console, G, D, G_ema, opt_G, opt_D, source, dataset, fixed_z, fixed_c, record,
                    c.trainer.keep_last, c.trainer.checkpoint_every,
-                   make_evaluator=make_evaluator if c.eval.every else None, health=Health())
+                   make_evaluator=make_evaluator if c.eval.every else None, health=Health(), tracker=tracker)
     if resumed is not None:
         jobs.best = resumed.get("best_metric")
     if start_step == 0:
@@ -361,6 +394,8 @@ def train(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> dict
                       StepSettings(c.trainer.n_critic, c.trainer.ema_decay, c.dataset.flip, c.device.precision), device)
     step_fn = accelerate(step_fn, c.trainer.compile, channels_last=c.device.channels_last,
                          notify=lambda text: console.message(text, style="warning"))
+    if tracker is not None:
+        tracker.begin(resumed.get("result") if resumed is not None else None)
     schedule = Schedule(steps, c.trainer.log_every, c.trainer.sample_every, c.trainer.checkpoint_every, c.eval.every)
     try:
         with StopOnSignal() as stop:

@@ -91,6 +91,7 @@ class TrainerConfig:
     compile: str = "none"  # none, graph (CUDA graph of the step) or inductor (torch.compile)
     on_nan: str = "stop"  # stop: end with a message, keeping the last good checkpoint
     num_sample_images: int = 64  # images in the fixed-noise sample grid
+    jobs_per_gpu: int = 1  # sweeps: consecutive jobs sharing one GPU; job j trains on GPU (j // jobs_per_gpu) mod k
 
 
 @dataclass

@@ -95,6 +95,7 @@ def validate_trainer(t) -> None:
     _one_of("trainer.compile", t.compile, ["none", "graph", "inductor"])
     _one_of("trainer.on_nan", t.on_nan, ["stop"])
     _positive("trainer.num_sample_images", t.num_sample_images)
+    _positive("trainer.jobs_per_gpu", t.jobs_per_gpu)
 
 
 def validate_logger(lg) -> None:
