@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> None:
         if not overrides or overrides[0] not in command.actions:
             fail(f"usage: ganrun {name} <{'|'.join(command.actions)}> [overrides]")
         overrides = [f"action={overrides[0]}", *overrides[1:]]
+    if command.positional and overrides and not overrides[0].startswith("-") and (
+            "=" not in overrides[0] or os.path.exists(overrides[0])):  # sweep job dirs have = in their names
+        overrides = [f"{command.positional}={_quoted(overrides[0])}", *overrides[1:]]
     try:
         _check_group_choices(name, overrides)
         _prevalidate(name, overrides)
@@ -69,6 +72,13 @@ def main(argv: list[str] | None = None) -> None:
         if message is None:
             raise
         fail(message)
+
+
+def _quoted(value: str) -> str:
+    """A path as a Hydra override value: quoted when it holds characters the override grammar reads."""
+    if all(ch.isalnum() or ch in "_-./~" for ch in value):
+        return value
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _guarded(task: Callable) -> Callable:

@@ -18,6 +18,7 @@ class Command:
     run: Callable[[Any], Any]  # Hydra task function: DictConfig -> result
     help: str
     actions: tuple[str, ...] = ()  # sub-commands (`ganrun features fit`), passed as `action=<name>`
+    positional: str = ""  # a first argument without `=` is this key's value (`ganrun report DIR` → dir=DIR)
 
 
 COMMANDS: Registry[Command] = Registry("command")
@@ -57,3 +58,13 @@ def _features(cfg: Any) -> Any:
 
 
 COMMANDS.register("features")(Command(_features, "fit (and cache) the domain feature network for a dataset", ("fit",)))
+
+
+def _report(cfg: Any) -> Any:
+    from ganrun.commands.report import run
+
+    return run(cfg)
+
+
+COMMANDS.register("report")(Command(_report, "rank the runs of a sweep dir, run dir or outputs/: table, report.md/csv/png",
+                                    positional="dir"))

@@ -166,3 +166,10 @@ class FeaturesAppConfig:
     eval: EvalConfig = MISSING
     device: DeviceConfig = MISSING
     logger: LoggerConfig = MISSING
+
+
+@dataclass
+class ReportAppConfig:
+    dir: str = MISSING  # a sweep dir, a run dir, or outputs/
+    out: Optional[str] = None  # folder for report.md/csv/png; None: dir itself
+    images: bool = True  # write report.png (contact sheet of the runs' last samples)

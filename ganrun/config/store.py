@@ -7,7 +7,8 @@ module registers nothing.
 
 from hydra.core.config_store import ConfigStore
 
-from ganrun.config.schema import GROUPS, EvalAppConfig, FeaturesAppConfig, SampleAppConfig, TrainAppConfig
+from ganrun.config.schema import (GROUPS, EvalAppConfig, FeaturesAppConfig, ReportAppConfig, SampleAppConfig,
+                                  TrainAppConfig)
 
 
 def register_configs() -> None:
@@ -18,3 +19,4 @@ def register_configs() -> None:
     cs.store(name="app_eval", node=EvalAppConfig)
     cs.store(name="app_sample", node=SampleAppConfig)
     cs.store(name="app_features", node=FeaturesAppConfig)
+    cs.store(name="app_report", node=ReportAppConfig)
