@@ -56,6 +56,11 @@ def run_job(train: Callable[[Tracker], Any], run_dir: Path, overrides: list[str]
     run_dir = Path(run_dir)
     if sweep is not None:
         earlier = finished(run_dir)
+        if earlier is not None and override_values(earlier.get("overrides") or []) != override_values(overrides):
+            print(f"ganrun: job {sweep.num}: {run_dir} holds a finished run with other overrides; left untouched "
+                  "(rerun a sweep with the arguments it was started with, or choose another hydra.sweep.dir)",
+                  file=sys.stderr, flush=True)
+            return math.inf
         if earlier is not None:
             print(f"ganrun: job {sweep.num} ({run_dir.name}) is already {earlier['status']} (its result.json); "
                   "skipped", file=sys.stderr, flush=True)
