@@ -276,8 +276,7 @@ def time_ganrun(step_fn, source, n_critic: int, batch_size: int, steps: int, war
 # -- one model ---------------------------------------------------------------------------------
 
 def compose_config(model: str, args, device: torch.device, data_root: Optional[str]):
-    from ganrun.cli import compose
-    from ganrun.commands.train import to_typed
+    from ganrun.config.compose import compose, to_typed
 
     recipe = RECIPES.get(model, DEFAULT_RECIPE)
     overrides = [f"model={model}", f"device={device.type}", f"trainer.batch_size={args.batch_size}",
@@ -295,14 +294,13 @@ def compose_config(model: str, args, device: torch.device, data_root: Optional[s
 
 
 def bench_model(model: str, args, device: torch.device, data_root: Optional[str]) -> dict:
-    from ganrun.commands.train import seed_everything
     from ganrun.data import build_dataset
-    from ganrun.data.loader import BatchSource
     from ganrun.losses import build_loss
     from ganrun.models import build_models
     from ganrun.optim import build_optimizers
-    from ganrun.train.fast import accelerate
-    from ganrun.train.step import GanStep, StepSettings
+    from ganrun.runtime import seed_everything
+    from ganrun.train.build import build_run
+    from ganrun.train.step import GanStep
 
     c, overrides, recipe = compose_config(model, args, device, data_root)
     dataset = build_dataset(c.dataset)  # resized once at load for the conv models
@@ -323,23 +321,17 @@ def bench_model(model: str, args, device: torch.device, data_root: Optional[str]
     result["baseline"] = {**time_baseline(loop, B, args.steps, args.warmup, device), "loader_workers": workers}
     del loop, G, D
 
-    # (b) ganrun's trainer, wired as `ganrun train` wires it
-    seed_everything(c.seed)
-    G, D = build_models(c.model, spec)
-    G, D = G.to(device), D.to(device)
-    G_ema = copy.deepcopy(G).requires_grad_(False) if c.trainer.ema_decay > 0 else None
-    loss = build_loss(c.loss)
-    settings = StepSettings(n_critic, c.trainer.ema_decay, c.dataset.flip, c.device.precision)
-    source = BatchSource(dataset, B, device, seed=c.seed, device_resident=c.dataset.device_resident)
+    # (b) ganrun's trainer, built as `ganrun train` builds it
+    run = build_run(c, device, dataset=dataset)
+    source = run.source
     # FLOPs of one eager step, on copies (the timed models stay untouched)
-    G2, D2 = copy.deepcopy(G), copy.deepcopy(D)
-    flop_step = GanStep(G2, D2, copy.deepcopy(G_ema), loss, *build_optimizers(c.optimizer, G2, D2), settings, device)
-    flops = count_flops(lambda: flop_step([source.next() for _ in range(n_critic)], 0))
+    G2, D2 = copy.deepcopy(run.G), copy.deepcopy(run.D)
+    flop_step = GanStep(G2, D2, copy.deepcopy(run.G_ema), run.loss, *build_optimizers(c.optimizer, G2, D2),
+                        run.settings, device)
+    flops = count_flops(lambda: flop_step(run.batches(), 0))
     del flop_step, G2, D2
     messages: list[str] = []
-    opt_G, opt_D = build_optimizers(c.optimizer, G, D)
-    step_fn = accelerate(GanStep(G, D, G_ema, loss, opt_G, opt_D, settings, device), c.trainer.compile,
-                         channels_last=c.device.channels_last, notify=messages.append)
+    step_fn = run.step_fn(c.trainer.compile, c.device.channels_last, notify=messages.append)
     for text in messages:
         print(f"  {model}: {text}", flush=True)
     print(f"  {model}: timing ganrun ({c.device.precision}, compile {c.trainer.compile}) ...", flush=True)
@@ -356,7 +348,7 @@ def bench_model(model: str, args, device: torch.device, data_root: Optional[str]
 
 
 def skip_reason(model: str) -> Optional[str]:
-    from ganrun.cli import CONFIG_DIR
+    from ganrun.config.compose import CONFIG_DIR
     from ganrun.models import MODELS
 
     if model not in MODELS:

@@ -33,11 +33,14 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], None], *, exclusive: bool = False) -> Path:
     """Call `write(f)` on a temp file next to `path`, then move it into place atomically.
 
-    Raises what `write`, the filesystem or the rename raise (OSError for a full disk or an
-    unwritable folder), always after removing the temp file.
+    exclusive=True publishes with a hard link, which fails if `path` already exists: the first of
+    several concurrent writers wins and the others get FileExistsError (their temp file removed),
+    so every process ends up using the same file. Where the filesystem has no hard links it falls
+    back to the rename. Raises what `write`, the filesystem or the rename raise (OSError for a
+    full disk or an unwritable folder), always after removing the temp file.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -48,10 +51,12 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if not (exclusive and _link(tmp, path)):
+            os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    Path(tmp).unlink(missing_ok=True)  # the link's other name, after an exclusive publish
     try:  # make the rename itself durable
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:
@@ -61,6 +66,17 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
     except OSError:
         pass
     return path
+
+
+def _link(tmp: str, path: Path) -> bool:
+    """Hard-link tmp to path (FileExistsError if path exists); False where links are not supported."""
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        raise
+    except OSError:
+        return False
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:

@@ -1,9 +1,14 @@
-"""Errors a user can fix.
+"""Errors a user can fix, and the one place that sorts them from bugs.
 
 `UserError` is raised for problems in what the user gave ganrun: a config value, missing data, a
-bad checkpoint. The CLI prints its message as one line and exits with code 2. Every other
-exception is a bug and keeps its traceback.
+bad checkpoint. `user_error_message` also counts Hydra/OmegaConf config errors and filesystem
+errors (a full disk, no permission) as the user's. The CLI prints the message as one line and
+exits with code 2. Every other exception is a bug and keeps its traceback.
 """
+
+from __future__ import annotations
+
+import errno
 
 
 class UserError(Exception):
@@ -25,3 +30,31 @@ class Interrupted(KeyboardInterrupt):
     @property
     def exit_code(self) -> int:
         return 128 + self.signum
+
+
+# Filesystem errors that mean "the disk or the folder", not "a bug": a full disk, a quota, a file
+# too large, a read-only filesystem, no permission, a file where a folder should be.
+FS_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR}
+
+
+def user_error_message(exc: BaseException) -> str | None:
+    """One line for an error the user can fix; None for a bug."""
+    from hydra.errors import HydraException, MissingConfigException
+    from omegaconf.errors import OmegaConfBaseException
+
+    if isinstance(exc, UserError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.errno in FS_ERRNOS:
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror or exc}{where} (free disk space, or choose a writable hydra.run.dir)"
+    cause = exc.__cause__ if isinstance(exc, HydraException) and exc.__cause__ else exc
+    if isinstance(cause, OmegaConfBaseException):
+        key = getattr(cause, "full_key", None)
+        text = str(getattr(cause, "msg", None) or cause).splitlines()[0].strip()
+        if "MISSING" in text or "Missing mandatory value" in text:
+            return f"missing value for '{key}': pass {key}=<value> on the command line"
+        return f"invalid config for '{key}': {text}" if key else f"invalid config: {text}"
+    if isinstance(exc, (HydraException, MissingConfigException)):
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        return "; ".join(lines[:2]) or type(exc).__name__
+    return None

@@ -96,7 +96,7 @@ def ganrun(tmp_path, cli_env):
 @pytest.fixture
 def compose_train():
     """compose_train([...overrides]) → the composed train DictConfig."""
-    from ganrun.cli import compose
+    from ganrun.config.compose import compose
 
     return lambda overrides=(): compose("train", list(overrides))
 

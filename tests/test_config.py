@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ganrun.commands.train import to_typed
+from ganrun.config.compose import to_typed
 from ganrun.config.schema import GROUPS
 from ganrun.errors import UserError
 from ganrun.registry import Registry

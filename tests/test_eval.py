@@ -88,6 +88,30 @@ def test_sample_grid_interpolation_and_bad_label(ganrun, tmp_path, idx_data):
     assert bad.returncode == 2 and "not conditional" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_conditional_grids_have_one_row_per_class(ganrun, tmp_path, idx_data):
+    """cgan on 10 classes: `sample n=64` and the training grid are 10 rows of 6 (the eval grid: below)."""
+    run = train_run(ganrun, tmp_path, "cg", "model=cgan", f"dataset.root={idx_data}", "trainer.max_steps=3",
+                    "trainer.batch_size=32")
+    rows_of_6 = (6 * 30 + 2, 10 * 30 + 2)  # (width, height): 28×28 cells with 2-pixel padding
+    assert Image.open(run / "samples" / "fakes_0000000.png").size == rows_of_6
+    out = ganrun("sample", f"checkpoint={run}", "n=64", f"out={tmp_path / 'c.png'}", "device=cpu")
+    assert out.returncode == 0, out.stderr
+    assert Image.open(tmp_path / "c.png").size == rows_of_6
+    assert "n=64 rounded to 60" in out.stdout and "one row of 6 per class" in out.stdout
+    out = ganrun("sample", f"checkpoint={run}", "n=60", "label=3", f"out={tmp_path / 'l.png'}", "device=cpu")
+    assert out.returncode == 0 and "rounded" not in out.stdout, out.stderr
+    assert Image.open(tmp_path / "l.png").size == (8 * 30 + 2, 8 * 30 + 2)  # one class: a square grid
+
+
+@pytest.mark.slow
+def test_conditional_eval_grid_has_one_row_per_class(ganrun, tmp_path, idx_data):
+    run = train_run(ganrun, tmp_path, "cg", "model=cgan", f"dataset.root={idx_data}", "trainer.max_steps=3",
+                    "trainer.batch_size=32")
+    out = ganrun("eval", f"checkpoint={run}", "device=cpu", *EVAL_SMALL)
+    assert out.returncode == 0, out.stderr
+    assert Image.open(run / "checkpoints" / "eval_samples_0000003.png").size == (6 * 30 + 2, 10 * 30 + 2)
+
+
 def test_eval_needs_a_checkpoint(ganrun, tmp_path):
     out = ganrun("eval")
     assert out.returncode == 2 and "checkpoint" in out.stderr and "Traceback" not in out.stderr

@@ -13,7 +13,8 @@ from PIL import Image
 
 from tests.conftest import FAST, make_image_folder, read_events
 
-from ganrun.commands.train import to_typed, train
+from ganrun.commands.train import train
+from ganrun.config.compose import to_typed
 from ganrun.config.schema import OptimizerConfig
 from ganrun.errors import UserError
 from ganrun.optim import OPTIMIZERS, build_optimizers

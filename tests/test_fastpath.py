@@ -234,7 +234,7 @@ def test_graph_variants_follow_lazy_r1():
     ("device.precision=fp8", "device.precision must be one of fp32, bf16, fp16; got 'fp8'"),
 ])
 def test_bad_fast_path_options_name_the_key(compose_train, override, message):
-    from ganrun.commands.train import to_typed
+    from ganrun.config.compose import to_typed
 
     with pytest.raises(UserError) as info:
         to_typed(compose_train([override]))
@@ -242,7 +242,7 @@ def test_bad_fast_path_options_name_the_key(compose_train, override, message):
 
 
 def test_fast_path_options_compose(compose_train):
-    from ganrun.commands.train import to_typed
+    from ganrun.config.compose import to_typed
 
     c = to_typed(compose_train(["trainer.compile=graph", "device.precision=bf16", "device.channels_last=true"]))
     assert (c.trainer.compile, c.device.precision, c.device.channels_last) == ("graph", "bf16", True)

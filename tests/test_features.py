@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-import ganrun.metrics.features as features_mod
+import ganrun.evaluation.cache as cache_mod
 from ganrun.errors import UserError
-from ganrun.metrics import (
+from ganrun.evaluation import (
     DomainClassifier,
     data_fingerprint,
     default_cache_dir,
@@ -20,7 +20,7 @@ from ganrun.metrics import (
     fit_domain_classifier,
     load_or_fit_classifier,
     no_tf32,
-    to_unit_range,
+    to_signed_unit_range,
 )
 
 
@@ -135,8 +135,8 @@ def test_extract_float_input_matches_uint8_after_quantization(fitted, tiny_data)
     u8 = tiny_data[2][:20]
     x = u8.float() / 127.5 - 1 + (torch.rand(u8.shape) - 0.5) * 0.9 / 127.5  # < half a level of noise
     np.testing.assert_array_equal(extract(model, x)[0], extract(model, u8)[0])
-    assert torch.equal(to_unit_range(u8), u8.float() / 127.5 - 1)
-    assert to_unit_range(torch.tensor([[[[-3.0, 3.0]]]])).tolist() == [[[[-1.0, 1.0]]]]  # clamped
+    assert torch.equal(to_signed_unit_range(u8), u8.float() / 127.5 - 1)
+    assert to_signed_unit_range(torch.tensor([[[[-3.0, 3.0]]]])).tolist() == [[[[-1.0, 1.0]]]]  # clamped
 
 
 def test_extract_restores_train_mode_and_tf32_flags(fitted, tiny_data):
@@ -186,13 +186,13 @@ def _only_plain_state(obj) -> bool:
 
 def test_cache_round_trip(tiny_data, tmp_path, monkeypatch):
     calls = []
-    real_fit = features_mod.fit_domain_classifier
+    real_fit = cache_mod.fit_domain_classifier
 
     def counting_fit(*args, **kwargs):
         calls.append(1)
         return real_fit(*args, **kwargs)
 
-    monkeypatch.setattr(features_mod, "fit_domain_classifier", counting_fit)
+    monkeypatch.setattr(cache_mod, "fit_domain_classifier", counting_fit)
     model, info = load_or_fit_classifier(*tiny_data, **FIT, cache_dir=tmp_path)
     assert calls == [1] and info["cached"] is False and info["test_accuracy"] >= 0.95
     path = tmp_path / f"domain-{info['fingerprint'][:16]}.pt"
@@ -230,11 +230,18 @@ def test_corrupt_cache_is_replaced(tiny_data, tmp_path):
 
 
 def test_first_writer_wins(tmp_path):
+    from ganrun.atomic import atomic_write
+
     path = tmp_path / "x.pt"
-    assert features_mod._atomic_torch_save({"v": torch.tensor(1)}, path, overwrite=False) is True
-    assert features_mod._atomic_torch_save({"v": torch.tensor(2)}, path, overwrite=False) is False
+
+    def save(v):
+        return lambda f: torch.save({"v": torch.tensor(v)}, f)
+
+    atomic_write(path, save(1), exclusive=True)
+    with pytest.raises(FileExistsError):
+        atomic_write(path, save(2), exclusive=True)
     assert torch.load(path, weights_only=True)["v"].item() == 1
-    assert features_mod._atomic_torch_save({"v": torch.tensor(3)}, path, overwrite=True) is True
+    atomic_write(path, save(3))
     assert torch.load(path, weights_only=True)["v"].item() == 3
     assert sorted(os.listdir(tmp_path)) == ["x.pt"]
 
@@ -245,7 +252,7 @@ def test_first_writer_wins(tmp_path):
 @pytest.fixture(scope="module")
 def inception_weights(tmp_path_factory):
     """A state dict in pytorch-fid's format, from a randomly initialised network (no download)."""
-    from ganrun.metrics.inception import FIDInceptionV3
+    from ganrun.evaluation.inception import FIDInceptionV3
 
     torch.manual_seed(0)
     net = FIDInceptionV3()
@@ -260,7 +267,7 @@ def inception_weights(tmp_path_factory):
 def test_inception_features_match_pytorch_fid(inception_weights, monkeypatch):
     import pytorch_fid.inception as pytorch_fid_inception
 
-    from ganrun.metrics.inception import load_fid_inception
+    from ganrun.evaluation.inception import load_fid_inception
 
     model = load_fid_inception(inception_weights)
     images = torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
@@ -276,7 +283,7 @@ def test_inception_features_match_pytorch_fid(inception_weights, monkeypatch):
 
 
 def test_inception_weights_errors(tmp_path):
-    from ganrun.metrics.inception import load_fid_inception
+    from ganrun.evaluation.inception import load_fid_inception
 
     for path in (None, tmp_path / "missing.pth"):
         with pytest.raises(UserError, match=r"pt_inception-2015-12-05-6726825d\.pth.*eval\.inception_weights"):

@@ -7,16 +7,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from ganrun.commands.evaluation import Evaluator, metric_tag
-from ganrun.commands.runs import load_run
-from ganrun.commands.train import generate, pick_device, render
+from ganrun.config.compose import to_typed
 from ganrun.config.schema import EvalAppConfig
-from ganrun.config.validate import validate
+from ganrun.evaluation import Evaluator, metric_tag
 from ganrun.observe.console import FractionProgress
-from ganrun.observe.images import save_png
+from ganrun.observe.images import render, save_png
 from ganrun.observe.tensorboard import TensorBoard
+from ganrun.runtime import generate, grid_rows, grid_size, pick_device, sample_inputs
+from ganrun.train.loaded import load_run
+
+GRID_SAMPLES = 64  # about this many samples in the eval grid (one row per class when conditional)
 
 
 def print_table(results: dict[str, float], title: str) -> None:
@@ -32,8 +34,7 @@ def print_table(results: dict[str, float], title: str) -> None:
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    c: EvalAppConfig = OmegaConf.to_object(cfg)
-    validate(c)
+    c: EvalAppConfig = to_typed(cfg, EvalAppConfig)
     device = pick_device(c.device.name)
     run = load_run(c.checkpoint, device)
     progress = FractionProgress("fitting the domain classifier", c.logger.progress)
@@ -53,13 +54,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     (out_dir / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
 
     # a sample grid from the evaluated generator, next to the checkpoint
-    n = 64
-    gen = torch.Generator().manual_seed(c.seed)
-    z = torch.randn(n, run.G.latent_dim, generator=gen).to(device)
-    labels = (torch.arange(n) * run.G.num_classes // n).to(device) if run.G.num_classes else None
+    k = run.G.num_classes
+    n = grid_size(GRID_SAMPLES, k)
+    z, labels = sample_inputs(n, run.G.latent_dim, k, c.seed)
     fakes = generate(run.G, z, labels)
-    ref = fakes if run.spec.is_image else torch.tensor(run.spec.centers)
-    save_png(render(fakes, run.spec, ref, None), out_dir / f"eval_samples_{run.step:07d}.png")
+    ref = None if run.spec.is_image else torch.tensor(run.spec.centers)
+    save_png(render(fakes, ref, grid_rows(n, k)), out_dir / f"eval_samples_{run.step:07d}.png")
 
     if c.logger.tensorboard:
         tb = TensorBoard(run.run_dir)

@@ -5,21 +5,20 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from ganrun.commands.evaluation import cache_dir_of, load_feature_net, reference_features
-from ganrun.metrics import fid_from_features, metric_name
-from ganrun.commands.train import pick_device
+from ganrun.config.compose import to_typed
 from ganrun.config.schema import FeaturesAppConfig
-from ganrun.config.validate import validate
 from ganrun.data import build_dataset
 from ganrun.errors import UserError
+from ganrun.evaluation import cache_dir_of, load_feature_net, reference_features
+from ganrun.metrics import fid_from_features, metric_name
 from ganrun.observe.console import FractionProgress
+from ganrun.runtime import pick_device
 
 
 def fit(cfg: DictConfig) -> dict[str, Any]:
-    c: FeaturesAppConfig = OmegaConf.to_object(cfg)
-    validate(c)
+    c: FeaturesAppConfig = to_typed(cfg, FeaturesAppConfig)
     if c.eval.features != "domain":
         raise UserError("ganrun features fit trains the domain classifier; leave eval.features=domain")
     device = pick_device(c.device.name)

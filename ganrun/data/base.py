@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +32,19 @@ class DataSpec:
     @property
     def is_image(self) -> bool:
         return self.kind == "image"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as plain containers (checkpoints hold no custom classes)."""
+        return {"name": self.name, "kind": self.kind, "shape": list(self.shape), "num_classes": self.num_classes,
+                "size": self.size, "class_names": list(self.class_names),
+                "centers": [list(c) for c in self.centers], "mode_std": self.mode_std}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DataSpec":
+        """The inverse of `to_dict`."""
+        return cls(name=d["name"], kind=d["kind"], shape=tuple(d["shape"]), num_classes=d["num_classes"],
+                   size=d["size"], class_names=tuple(d["class_names"]),
+                   centers=tuple(tuple(c) for c in d["centers"]), mode_std=d["mode_std"])
 
 
 @dataclass

@@ -1,13 +1,10 @@
-"""Metrics: pure functions on float64 features, and the feature networks that produce them.
+"""Metrics: pure functions on float64 features (the feature networks are in `ganrun.evaluation`).
 
     fid.py         feature_statistics, frechet_distance, fid_from_features (N ≥ 5·d enforced)
     kid.py         kid_from_features: cubic-kernel unbiased MMD² over seeded subsets
     prdc.py        prdc_from_features: precision/recall (k=3), density/coverage (k=5), chunked
     classifier.py  classifier_score (Inception-Score formula on the domain classifier), histograms
     mixture.py     mixture_metrics: modes covered, high-quality fraction, reverse KL (2-D mixtures)
-    features.py    DomainClassifier, its training + cache, extract()/extract_features()
-    inception.py   FIDInceptionV3 from a local pytorch-fid weights file (imported on first use,
-                   because it needs torchvision)
 
 Metric names state the protocol, `<kind><samples>/<network>`: see `metric_name`.
 """
@@ -15,33 +12,10 @@ Metric names state the protocol, `<kind><samples>/<network>`: see `metric_name`.
 from __future__ import annotations
 
 from ganrun.metrics.classifier import class_histogram, classifier_score, conditional_accuracy, kl_to_uniform
-from ganrun.metrics.features import (
-    DomainClassifier,
-    data_fingerprint,
-    default_cache_dir,
-    extract,
-    extract_features,
-    feature_network_id,
-    fit_domain_classifier,
-    load_or_fit_classifier,
-    no_tf32,
-    predict_labels,
-    to_unit_range,
-)
 from ganrun.metrics.fid import feature_statistics, fid_from_features, frechet_distance, min_fid_samples
 from ganrun.metrics.kid import kid_from_features
 from ganrun.metrics.mixture import high_quality_fraction, mixture_metrics, modes_covered, reverse_kl
 from ganrun.metrics.prdc import density_coverage, precision_recall, prdc_from_features
-
-_LAZY = {"FIDInceptionV3", "load_fid_inception"}  # from ganrun.metrics.inception (needs torchvision)
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        from ganrun.metrics import inception
-
-        return getattr(inception, name)
-    raise AttributeError(f"module 'ganrun.metrics' has no attribute '{name}'")
 
 
 def sample_count_tag(num_samples: int) -> str:
@@ -65,11 +39,8 @@ def metric_name(kind: str, num_samples: int, network: str) -> str:
 
 
 __all__ = [
-    "DomainClassifier", "FIDInceptionV3", "class_histogram", "classifier_score", "conditional_accuracy",
-    "data_fingerprint", "default_cache_dir", "density_coverage", "extract", "extract_features",
-    "feature_network_id", "feature_statistics", "fid_from_features", "fit_domain_classifier",
-    "frechet_distance", "high_quality_fraction", "kid_from_features", "kl_to_uniform",
-    "load_fid_inception", "load_or_fit_classifier", "metric_name", "min_fid_samples", "mixture_metrics",
-    "modes_covered", "no_tf32", "precision_recall", "prdc_from_features", "predict_labels",
-    "reverse_kl", "sample_count_tag", "to_unit_range",
+    "class_histogram", "classifier_score", "conditional_accuracy", "density_coverage", "feature_statistics",
+    "fid_from_features", "frechet_distance", "high_quality_fraction", "kid_from_features", "kl_to_uniform",
+    "metric_name", "min_fid_samples", "mixture_metrics", "modes_covered", "precision_recall",
+    "prdc_from_features", "reverse_kl", "sample_count_tag",
 ]

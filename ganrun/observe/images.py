@@ -52,3 +52,11 @@ def save_png(img: np.ndarray, path: Path) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(img).save(path)
+
+
+def render(samples: torch.Tensor, reference: Optional[torch.Tensor] = None, nrow: Optional[int] = None) -> np.ndarray:
+    """Samples as one picture: images (N, C, H, W) in [-1, 1] → a grid with `nrow` per row (None:
+    square); 2-D points (N, 2) → a scatter plot over the `reference` points (the data)."""
+    if samples.ndim == 4:
+        return image_grid(samples, nrow=nrow)
+    return scatter_plot(samples, samples if reference is None else reference)

@@ -117,8 +117,7 @@ class Tracker:
         if state:
             self.load_state_dict(state)
             self.segments += 1
-        self.started = time.monotonic()
-        self.begun = True
+        self.begun = True  # wall time counts from the tracker's creation: building and data loading included
 
     def logged(self, step: int, values: dict[str, float]) -> None:
         self.step = step
@@ -128,7 +127,7 @@ class Tracker:
 
     def evaluated(self, step: int, nimg: int, primary: str, results: dict[str, float], protocol: dict) -> None:
         self.step, self.nimg = step, nimg
-        self.primary, self.protocol = primary, protocol
+        self.primary, self.protocol = primary, {**protocol, "name": protocol_name(primary)}
         self.metrics = {k: float(v) for k, v in results.items() if k != "eval/seconds"}
         self.metrics_step = step
         value = _finite(results.get(primary))

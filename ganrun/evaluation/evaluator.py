@@ -1,4 +1,4 @@
-"""Evaluation wiring shared by `ganrun eval` and evaluation during training.
+"""The evaluator: one per run, shared by `ganrun eval` and evaluation during training.
 
 An `Evaluator` is built once per run: it loads (or fits, on first need, and caches) the feature
 network for the dataset, extracts the reference features of the test split once (cached on
@@ -12,88 +12,27 @@ fraction and reverse KL on 2,500 samples.
 
 from __future__ import annotations
 
-import hashlib
 import time
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any, Callable, Optional
+from dataclasses import replace
+from typing import Any, Optional
 
 import numpy as np
 import torch
 
-from ganrun.atomic import atomic_write
-from ganrun.config.schema import DatasetConfig, EvalConfig
-from ganrun.data import ArrayDataset, DataSpec, build_dataset
-from ganrun.errors import UserError
 from ganrun import metrics as M
-from ganrun.metrics import features as F
+from ganrun.config.schema import DatasetConfig, EvalConfig
+from ganrun.data import DataSpec, build_dataset
+from ganrun.evaluation.cache import reference_features
+from ganrun.evaluation.nets import FeatureNet, Progress, cache_dir_of, load_feature_net
+from ganrun.runtime import generate, sample_inputs
 
 MIXTURE_SAMPLES = 2500  # the PacGAN/VEEGAN protocol
 DIVERSITY_BATCH = 256  # fixed batch for the mean pairwise feature distance (training health)
-Progress = Callable[[float, dict], None]
 
 
 def metric_tag(name: str) -> str:
     """`fid10k/domain` → TensorBoard tag `metrics/fid10k_domain`."""
     return "metrics/" + name.replace("/", "_")
-
-
-@dataclass
-class FeatureNet:
-    """A feature network bound to its id: features(images) → (N, d) float64, probs or None."""
-
-    id: str  # e.g. domain-1a2b3c4d5e6f7a8b, inception-pool3
-    kind: str  # domain or inception
-    model: torch.nn.Module
-    batch_size: int
-    info: dict = field(default_factory=dict)
-
-    def __call__(self, images: torch.Tensor) -> tuple[np.ndarray, Optional[np.ndarray]]:
-        if self.kind == "domain":
-            return F.extract(self.model, images, self.batch_size)
-        return F.extract_features(self.model, images, self.batch_size), None
-
-
-def load_feature_net(cfg: EvalConfig, train: ArrayDataset, test: ArrayDataset, device: torch.device,
-                     progress: Optional[Progress] = None) -> FeatureNet:
-    if cfg.features == "inception":
-        from ganrun.metrics.inception import load_fid_inception
-
-        if not cfg.inception_weights:
-            raise UserError("eval.features=inception needs eval.inception_weights=PATH to pytorch-fid's "
-                            "pt_inception-2015-12-05-6726825d.pth (from pytorch-fid's GitHub releases)")
-        model = load_fid_inception(cfg.inception_weights, device)
-        return FeatureNet("inception-pool3", "inception", model, cfg.batch_size)
-    if train.labels is None or test.labels is None or train.spec.num_classes < 2:
-        raise UserError(f"eval.features=domain trains a classifier on the dataset's labels, but {train.spec.name} "
-                        "has none; use a labelled dataset or eval.features=inception with eval.inception_weights")
-    model, info = F.load_or_fit_classifier(
-        train.data, train.labels, test.data, test.labels, seed=0, device=device,
-        epochs=cfg.classifier_epochs, batch_size=cfg.classifier_batch_size, cache_dir=cfg.cache_dir or None,
-        progress=progress, num_classes=train.spec.num_classes,
-    )
-    return FeatureNet(info["feature_network_id"], "domain", model, cfg.batch_size, info)
-
-
-def cache_dir_of(cfg: EvalConfig) -> Path:
-    return Path(cfg.cache_dir).expanduser() if cfg.cache_dir else F.default_cache_dir()
-
-
-def reference_features(net: FeatureNet, reals: torch.Tensor, cache_dir: Path) -> tuple[np.ndarray, Optional[np.ndarray]]:
-    """Features of the reference images, computed once and cached keyed by network and data."""
-    digest = hashlib.sha256(reals.numpy().tobytes() + str(tuple(reals.shape)).encode()).hexdigest()[:16]
-    path = cache_dir / f"ref-{net.id}-{digest}.pt"
-    if path.is_file():
-        try:
-            cached = torch.load(path, weights_only=True)
-            probs = cached.get("probs")
-            return cached["feats"].numpy(), None if probs is None else probs.numpy()
-        except Exception:  # noqa: BLE001 - a damaged cache file is recomputed and replaced
-            pass
-    feats, probs = net(reals)
-    cached = {"feats": torch.from_numpy(feats), "probs": None if probs is None else torch.from_numpy(probs)}
-    atomic_write(path, lambda f: torch.save(cached, f))
-    return feats, probs
 
 
 def mean_pairwise_distance(feats: np.ndarray) -> float:
@@ -102,23 +41,6 @@ def mean_pairwise_distance(feats: np.ndarray) -> float:
     d = torch.cdist(x, x)
     n = len(x)
     return float(d.sum() / (n * (n - 1))) if n > 1 else 0.0
-
-
-@torch.no_grad()
-def generate_samples(G: torch.nn.Module, n: int, batch: int, seed: int, device: torch.device
-                     ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """n samples (CPU, float in the model range) from seeded noise; balanced labels when conditional."""
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    labels = (torch.arange(n) % G.num_classes) if G.num_classes else None
-    was_training = G.training
-    G.eval()
-    out = []
-    for i in range(0, n, batch):
-        z = torch.randn(min(batch, n - i), G.latent_dim, generator=gen).to(device)
-        c = None if labels is None else labels[i : i + len(z)].to(device)
-        out.append(G(z, c).float().cpu())
-    G.train(was_training)
-    return torch.cat(out), labels
 
 
 class Evaluator:
@@ -156,7 +78,8 @@ class Evaluator:
         """All metrics for generator G (not modified; EMA G when the run keeps one)."""
         seed = self.cfg.seed if seed is None else seed
         t0 = time.perf_counter()
-        fakes, labels = generate_samples(G, self.num_samples, self.cfg.batch_size, seed, self.device)
+        z, labels = sample_inputs(self.num_samples, G.latent_dim, G.num_classes, seed)
+        fakes = generate(G, z, labels, self.cfg.batch_size, to=torch.device("cpu"))
         if self.net is None:
             out = M.mixture_metrics(fakes.numpy(), np.asarray(self.spec.centers), self.spec.mode_std)
             results = {self.name(k): float(v) for k, v in out.items()}

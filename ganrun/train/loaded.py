@@ -47,15 +47,13 @@ def _typed(schema: type, values: Optional[dict], what: str):
 
 def load_run(checkpoint: str | Path, device: torch.device) -> LoadedRun:
     """Load a checkpoint (file or run dir) and rebuild its generator (EMA when present)."""
-    from ganrun.commands.train import spec_from_dict
-
     state = ckpt.load_checkpoint(checkpoint)
     if "spec" not in state:
         raise UserError(f"{state['path']} lacks the data spec; it was written by an older ganrun")
     config = state["config"]
     model_cfg = _typed(ModelConfig, config.get("model"), "model")
     dataset_cfg = _typed(DatasetConfig, config.get("dataset"), "dataset")
-    spec = spec_from_dict(state["spec"])
+    spec = DataSpec.from_dict(state["spec"])
     G, _ = build_models(model_cfg, spec)
     weights = state.get("G_ema") or state["G"]
     try:

@@ -1,0 +1,93 @@
+"""`build_run(c, device)`: everything a training run is made of, built from its typed config.
+
+The one place that wires the builders together, shared by `ganrun train`, the throughput
+benchmark and the tests. Order matters for "same seed → same run": the global RNG is seeded,
+then the models are initialised (the only builder that draws from it); the data order and the
+fixed grid inputs have generators of their own.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+
+from ganrun.config.schema import TrainAppConfig
+from ganrun.data import ArrayDataset, DataSpec, build_dataset
+from ganrun.data.loader import BatchSource
+from ganrun.errors import UserError
+from ganrun.losses import build_loss, check_discriminator
+from ganrun.models import build_models
+from ganrun.optim import build_optimizers
+from ganrun.runtime import fixed_inputs, seed_everything
+from ganrun.train.fast import accelerate
+from ganrun.train.step import GanStep, StepSettings
+
+
+@dataclass
+class BuiltRun:
+    """A run's parts, before any state is restored or any step taken."""
+
+    dataset: ArrayDataset
+    G: torch.nn.Module
+    D: torch.nn.Module
+    G_ema: Optional[torch.nn.Module]
+    loss: object  # losses.LossSpec
+    opt_G: torch.optim.Optimizer
+    opt_D: torch.optim.Optimizer
+    source: BatchSource
+    settings: StepSettings
+    fixed_z: torch.Tensor  # the sample grid's inputs (replaced by the checkpoint's on resume)
+    fixed_c: Optional[torch.Tensor]
+    steps: int  # total training steps
+    device: torch.device
+
+    @property
+    def spec(self) -> DataSpec:
+        return self.dataset.spec
+
+    def step_fn(self, compile: str, channels_last: bool, notify: Callable[[str], None]):
+        """The GAN step over these parts, accelerated as `trainer.compile` says."""
+        step = GanStep(self.G, self.D, self.G_ema, self.loss, self.opt_G, self.opt_D, self.settings, self.device)
+        return accelerate(step, compile, channels_last=channels_last, notify=notify)
+
+    def batches(self) -> list:
+        """One step's batches: n_critic of them."""
+        return [self.source.next() for _ in range(self.settings.n_critic)]
+
+
+def total_steps(t, dataset_size: int) -> int:
+    """`trainer.max_steps`, else `trainer.epochs` passes over the data (n_critic batches per step)."""
+    if t.max_steps is not None:
+        return t.max_steps
+    per_epoch = max(1, dataset_size // (t.batch_size * t.n_critic))
+    return max(1, round(t.epochs * per_epoch))
+
+
+def build_run(c: TrainAppConfig, device: torch.device, dataset: Optional[ArrayDataset] = None) -> BuiltRun:
+    """Build data, models (+ EMA copy), loss, optimizers, batch source and grid inputs on `device`.
+
+    Reads the typed train config only; `dataset` skips loading when the caller already has it.
+    Raises UserError for device settings the device cannot honour.
+    """
+    if c.device.deterministic:
+        torch.use_deterministic_algorithms(True)
+    if c.device.precision == "fp16" and device.type != "cuda":
+        raise UserError("device.precision=fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
+    seed_everything(c.seed)
+    dataset = build_dataset(c.dataset) if dataset is None else dataset
+    spec = dataset.spec
+    G, D = build_models(c.model, spec)
+    G, D = G.to(device), D.to(device)
+    G_ema = copy.deepcopy(G).requires_grad_(False) if c.trainer.ema_decay > 0 else None
+    loss = build_loss(c.loss)
+    check_discriminator(loss, D)
+    opt_G, opt_D = build_optimizers(c.optimizer, G, D)
+    source = BatchSource(dataset, c.trainer.batch_size, device, seed=c.seed,
+                         device_resident=c.dataset.device_resident)
+    fixed_z, fixed_c = fixed_inputs(G, spec, c.trainer.num_sample_images, c.seed, device)
+    settings = StepSettings(c.trainer.n_critic, c.trainer.ema_decay, c.dataset.flip, c.device.precision)
+    return BuiltRun(dataset, G, D, G_ema, loss, opt_G, opt_D, source, settings, fixed_z, fixed_c,
+                    total_steps(c.trainer, spec.size), device)
