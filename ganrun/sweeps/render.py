@@ -4,7 +4,7 @@ report.md and the console show one row per configuration (seeds grouped: mean ±
 report.csv has one line per run (its row's rank, the protocol, every number), for pandas.
 report.png is a contact sheet: each row's best run's last sample grid (or 2-D scatter),
 captioned with its rank, overrides and metric, best first. All files are written atomically,
-under a lock in the report folder, so sweep workers that finish together never interleave.
+under a lock on the report folder, so sweep workers that finish together never interleave.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import fcntl
 import io
+import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -192,13 +193,14 @@ def _clip(draw, text: str, font) -> str:
 
 @contextmanager
 def locked(folder: Path) -> Iterator[None]:
+    """An exclusive lock on the folder itself (flock on its descriptor: no lock file is left behind)."""
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".report.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def write_report(root: Path, out: Optional[Path] = None, images: bool = True) -> Optional[Report]:
