@@ -24,7 +24,9 @@ def resume_config(cfg: DictConfig, overrides: Sequence[str]) -> tuple[DictConfig
     keep = [o for o in overrides if not o.lstrip("+~").startswith("trainer.resume=")]
     merged = [*state.get("overrides", []), *keep]
     try:
-        composed = compose("train", [*merged, f"trainer.resume={state['path']}"])
+        # quoted: sweep job dirs have `=` and `,` in their names, which the override grammar reads
+        quoted = "'" + str(state["path"]).replace("\\", "\\\\").replace("'", "\\'") + "'"
+        composed = compose("train", [*merged, f"trainer.resume={quoted}"])
     except Exception as exc:  # noqa: BLE001 - sorted into user errors and bugs
         message = user_error_message(exc)
         if message is None:
