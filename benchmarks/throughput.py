@@ -166,8 +166,9 @@ class TutorialLoop:
             fake = G(z, c)
             d_loss = self._d_loss(D(real, c), D(fake.detach(), c))
             total = d_loss
-            if self.loss.gp_weight > 0:
-                total = d_loss + self.loss.gp_weight * self._gradient_penalty(real, fake.detach(), c)
+            gp = self.loss.get("gradient_penalty")
+            if gp is not None:
+                total = d_loss + gp.weight * self._gradient_penalty(real, fake.detach(), c)
             self.opt_D.zero_grad()
             total.backward()
             self.opt_D.step()
@@ -251,7 +252,7 @@ class NoJobs:
         pass
 
 
-def time_ganrun(step_fn, source, n_critic: int, batch_size: int, steps: int, warmup: int, log_every: int,
+def time_ganrun(step_fn, source, batch_size: int, steps: int, warmup: int, log_every: int,
                 device: torch.device) -> dict:
     from ganrun.observe.stats import Stats
     from ganrun.train.loop import Schedule, train_loop
@@ -259,9 +260,9 @@ def time_ganrun(step_fn, source, n_critic: int, batch_size: int, steps: int, war
     stats = Stats()
 
     def run(start: int, end: int) -> dict[str, float]:
-        return train_loop(step_fn, lambda: [source.next() for _ in range(n_critic)], stats,
+        return train_loop(step_fn, source.next, stats,
                           Schedule(end, log_every, 0, 0, 0), NoJobs(), start_step=start, start_nimg=0,
-                          images_per_step=batch_size, progress=lambda step: None, should_stop=lambda: False)
+                          images_per_batch=batch_size, progress=lambda step: None, should_stop=lambda: False)
 
     run(0, warmup)  # warm-up: graph capture / compilation happen here
     synchronize(device)
@@ -276,6 +277,7 @@ def time_ganrun(step_fn, source, n_critic: int, batch_size: int, steps: int, war
 # -- one model ---------------------------------------------------------------------------------
 
 def compose_config(model: str, args, device: torch.device, data_root: Optional[str]):
+    import ganrun.models  # noqa: F401  (the model families store their schemas)
     from ganrun.config.compose import compose, to_typed
 
     recipe = RECIPES.get(model, DEFAULT_RECIPE)
@@ -328,14 +330,14 @@ def bench_model(model: str, args, device: torch.device, data_root: Optional[str]
     G2, D2 = copy.deepcopy(run.G), copy.deepcopy(run.D)
     flop_step = GanStep(G2, D2, copy.deepcopy(run.G_ema), run.loss, *build_optimizers(c.optimizer, G2, D2),
                         run.settings, device)
-    flops = count_flops(lambda: flop_step(run.batches(), 0))
+    flops = count_flops(lambda: flop_step(run.batches(flop_step), 0))
     del flop_step, G2, D2
     messages: list[str] = []
     step_fn = run.step_fn(c.trainer.compile, c.device.channels_last, notify=messages.append)
     for text in messages:
         print(f"  {model}: {text}", flush=True)
     print(f"  {model}: timing ganrun ({c.device.precision}, compile {c.trainer.compile}) ...", flush=True)
-    timed = time_ganrun(step_fn, source, n_critic, B, args.steps, args.warmup, c.trainer.log_every, device)
+    timed = time_ganrun(step_fn, source, B, args.steps, args.warmup, c.trainer.log_every, device)
     timed.update(flops_per_step=flops, tflops=flops * args.steps / timed["seconds"] / 1e12)
     compile_used = getattr(step_fn, "mode", "none")
     if getattr(step_fn, "failed", None):

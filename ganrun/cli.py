@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> None:
             "=" not in overrides[0] or os.path.exists(overrides[0])):  # sweep job dirs have = in their names
         overrides = [f"{command.positional}={_quoted(overrides[0])}", *overrides[1:]]
     with one_line_errors():
+        import ganrun.models  # noqa: F401  (the model families store their schemas, which composing needs)
         from ganrun.config.overrides import check_group_choices, prevalidate
 
         check_group_choices(overrides)

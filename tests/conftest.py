@@ -96,6 +96,7 @@ def ganrun(tmp_path, cli_env):
 @pytest.fixture
 def compose_train():
     """compose_train([...overrides]) → the composed train DictConfig."""
+    import ganrun.models  # noqa: F401  (the model families store their schemas)
     from ganrun.config.compose import compose
 
     return lambda overrides=(): compose("train", list(overrides))

@@ -20,10 +20,11 @@ def test_same_seed_builds_the_same_run_and_a_grid_row_per_class(compose_train, t
     a, b = build_run(c, CPU), build_run(c, CPU)
     for pa, pb in zip(a.G.state_dict().values(), b.G.state_dict().values()):
         assert torch.equal(pa, pb)
-    assert a.steps == 7 and len(a.batches()) == c.trainer.n_critic
+    step_fn = a.step_fn("none", False, notify=print)
+    assert a.steps == 7 and len(a.batches(step_fn)) == step_fn.batches_per_step == c.trainer.n_critic
     k = a.G.num_classes
     assert k > 1 and len(a.fixed_c) == grid_size(64, k) == 60 and torch.equal(a.fixed_c, class_labels(len(a.fixed_c), k))
-    loss = a.step_fn("none", False, notify=print)(a.batches(), 0)
+    loss = step_fn(a.batches(step_fn), 0)
     assert torch.isfinite(loss["loss/D"]) and torch.isfinite(loss["loss/G"])
 
 

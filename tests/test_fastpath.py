@@ -12,12 +12,12 @@ import pytest
 import torch
 from torch import nn
 
-from ganrun.config.schema import LossConfig, ModelConfig, OptimizerConfig
+from ganrun.config.schema import LossConfig, OptimizerConfig
 from ganrun.data import ArrayDataset, DataSpec
 from ganrun.data.loader import BatchSource
 from ganrun.errors import UserError
 from ganrun.losses import build_loss
-from ganrun.models import build_models
+from ganrun.models import build_models, model_config
 from ganrun.observe.stats import Stats
 from ganrun.optim import build_optimizers
 from ganrun.train import fast
@@ -49,7 +49,7 @@ def tiny_dataset(n: int = 192, size: int = 8, seed: int = 0) -> ArrayDataset:
 def make_step(ds: ArrayDataset, *, conditional=False, n_critic=1, ema=0.0, flip=False, gp=0.0) -> GanStep:
     """GanStep wired as `ganrun train` wires it, from torch.manual_seed(SEED)."""
     torch.manual_seed(SEED)
-    G, D = build_models(ModelConfig(name="mlp", conditional=conditional), ds.spec)
+    G, D = build_models(model_config("mlp", conditional=conditional), ds.spec)
     G_ema = copy.deepcopy(G).requires_grad_(False) if ema else None
     loss = build_loss(LossConfig(name="non_saturating", gp_weight=gp))
     opt_G, opt_D = build_optimizers(OptimizerConfig(name="adam"), G, D)
@@ -71,7 +71,7 @@ def run_reference(ds: ArrayDataset, *, conditional=False, n_critic=1, ema=0.0, f
                   steps: int = STEPS) -> tuple[list[tuple[float, float]], nn.Module, nn.Module]:
     """The tutorial GAN loop, written out naively: BCE on logits, Adam, fresh noise per phase."""
     torch.manual_seed(SEED)
-    G, D = build_models(ModelConfig(name="mlp", conditional=conditional), ds.spec)
+    G, D = build_models(model_config("mlp", conditional=conditional), ds.spec)
     G_ema = copy.deepcopy(G)
     opt_G = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_D = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
@@ -195,8 +195,9 @@ def test_failed_compile_mid_step_is_undone_and_training_continues_eagerly(monkey
                         "convolution_backward failure); training eagerly"]
     for p, q in zip(step.G_ema.parameters(), eager_step.G_ema.parameters()):
         assert torch.equal(p, q)
-    # the compiled callables are only installed during the step
-    assert step.G._compiled_call_impl is None and "forward_features" not in step.D.__dict__
+    # the step is back on the modules' own forwards; the modules themselves were never changed
+    assert step.G_forward is step.G and step.D_features == step.D.forward_features
+    assert "forward_features" not in step.D.__dict__
 
 
 def test_inductor_keeps_D_eager_when_the_loss_needs_double_backward(monkeypatch):
@@ -219,12 +220,22 @@ def test_bf16_autocast_runs_on_cpu():
 
 
 def test_graph_variants_follow_lazy_r1():
+    """The graph path keys its captured graphs by the step's own variant (no copy of the R1 rule)."""
     step = make_step(tiny_dataset())
-    graph_step = fast.GraphStep.__new__(fast.GraphStep)  # only the host-side bookkeeping, no CUDA
-    graph_step.step = step
-    assert [graph_step.variant(i) for i in range(4)] == [False] * 4
+    assert [step.variant(i) for i in range(4)] == [()] * 4
     step.loss = build_loss(LossConfig(name="non_saturating", r1_gamma=1.0, r1_every=4))
-    assert [graph_step.variant(i) for i in range(9)] == [True, False, False, False, True, False, False, False, True]
+    r1 = ("r1",)
+    assert [step.variant(i) for i in range(9)] == [r1, (), (), (), r1, (), (), (), r1]
+
+
+def test_inductor_hands_compiled_forwards_to_the_step_only(monkeypatch):
+    compiled = []
+    monkeypatch.setattr(fast.torch, "compile", lambda fn, *a, **k: compiled.append(fn) or (lambda *x: fn(*x)))
+    step = make_step(tiny_dataset())
+    step_fn = fast.accelerate(step, "inductor")
+    assert compiled == [step.G, step.D.forward_features]
+    assert step.G_forward is step_fn.compiled_G and step.D_features is step_fn.compiled_D
+    assert step_fn.batches_per_step == step.batches_per_step == 1
 
 
 # -- options parsing ----------------------------------------------------------------------------

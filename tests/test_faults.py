@@ -303,12 +303,14 @@ def test_loop_checks_before_every_checkpoint_and_never_saves_a_diverged_state():
     def step_fn(batches, step):  # diverges in step index 13 (the 14th step)
         return {"loss/D": torch.tensor(float("nan") if step == 13 else 1.0), "grad_norm/G": torch.tensor(1.0)}
 
+    step_fn.batches_per_step = 0
+
     jobs = Jobs()
     # log_every=50 would not look until step 50; the checkpoint due at step 15 forces a check first
     with pytest.raises(TrainingDiverged, match=r"loss/D became nan between step 11 and step 15; training stopped "
                                                r"and the last checkpoint \(step 10\) was kept untouched"):
-        train_loop(step_fn, lambda: [], Stats(), Schedule(100, 50, 0, 5, 0), jobs, start_step=0, start_nimg=0,
-                   images_per_step=1, progress=lambda s: None, should_stop=lambda: False)
+        train_loop(step_fn, lambda: None, Stats(), Schedule(100, 50, 0, 5, 0), jobs, start_step=0, start_nimg=0,
+                   images_per_batch=1, progress=lambda s: None, should_stop=lambda: False)
     assert jobs.saved == [5, 10]
 
 

@@ -159,8 +159,64 @@ def test_build_loss_carries_the_options():
     spec = build_loss(LossConfig(name="least_squares", real_label=0.9, fake_label=0.1, gp_weight=2.0,
                                  r1_gamma=5.0, r1_every=4, instance_noise=0.1, feature_matching=1.0))
     assert spec.objective.name == "least_squares"
-    assert (spec.real_label, spec.fake_label, spec.gp_weight, spec.r1_gamma, spec.r1_every) == (0.9, 0.1, 2.0, 5.0, 4)
-    assert (spec.instance_noise, spec.feature_matching) == (0.1, 1.0)
+    assert spec.targets == (0.9, 0.1)
+    assert (spec.get("gradient_penalty").weight, spec.get("r1").gamma, spec.get("r1").every) == (2.0, 5.0, 4)
+    assert (spec.get("instance_noise").std, spec.get("feature_matching").weight) == (0.1, 1.0)
+    assert [t.name for t in spec.lazy()] == ["r1"]
+    assert {t.acts_in for t in spec.terms} == {"D_input", "targets", "D", "G"}
+
+
+def test_regularizers_are_off_at_their_defaults():
+    spec = build_loss(LossConfig(name="non_saturating"))
+    assert spec.terms == () and spec.targets == (1.0, 0.0) and not spec.double_backward
+
+
+def test_every_regularizer_declares_its_fields_place_and_default(compose_train):
+    """Property: each declared regularizer reads only LossConfig fields, every one of which has its
+    default in the one shared YAML, and is off there."""
+    import dataclasses
+    from pathlib import Path
+
+    import yaml
+
+    from ganrun.losses import REGULARIZERS
+    from ganrun.losses.regularizers import PLACES
+
+    defaults = yaml.safe_load((Path(__file__).parents[1] / "configs/loss/regularizers/default.yaml").read_text())
+    schema = {f.name for f in dataclasses.fields(LossConfig)} - {"name"}
+    declared = set()
+    for name in REGULARIZERS.names():
+        reg = REGULARIZERS.get(name)
+        assert reg.acts_in in PLACES and reg.fields and set(reg.fields) <= schema
+        declared |= set(reg.fields)
+        assert reg.from_config(LossConfig(name="non_saturating", **{k: defaults[k] for k in reg.fields})) is None
+    assert declared == schema == set(defaults)
+    cfg = compose_train(["loss=hinge"])
+    assert {k: cfg.loss[k] for k in defaults} == defaults  # the loss options inherit them
+
+
+def test_objectives_say_whether_they_need_a_lipschitz_critic():
+    assert [n for n in OBJECTIVES.names() if OBJECTIVES.get(n).needs_lipschitz] == ["wasserstein"]
+    mlp = nn.Sequential(nn.Linear(2, 1))
+    with pytest.raises(UserError, match=r"loss=wasserstein needs a Lipschitz critic"):
+        check_discriminator(build_loss(LossConfig(name="wasserstein")), mlp)
+    check_discriminator(build_loss(LossConfig(name="wasserstein", r1_gamma=1.0)), mlp)
+    check_discriminator(build_loss(LossConfig(name="wasserstein")),
+                        nn.Sequential(nn.utils.parametrizations.spectral_norm(nn.Linear(2, 1))))
+
+
+def test_d_statistics_mean_what_each_objective_means():
+    bce = OBJECTIVES.get("non_saturating").d_stats(REAL, FAKE)
+    assert bce["D/D(x)"].item() == pytest.approx(mean(map(sigmoid, REAL.tolist())))
+    assert bce["D/acc_fake"].item() == pytest.approx(1 / 3)  # only -3 is called fake
+    critic = OBJECTIVES.get("wasserstein").d_stats(REAL, FAKE)
+    assert critic["D/critic_real"].item() == pytest.approx(mean(REAL.tolist()))
+    assert critic["D/wasserstein"].item() == pytest.approx(mean(REAL.tolist()) - mean(FAKE.tolist()))
+    hinge = OBJECTIVES.get("hinge").d_stats(REAL, FAKE)
+    assert hinge["D/real_in_margin"].item() == pytest.approx(2 / 3)  # -1 and 0.5 are below the margin 1
+    assert hinge["D/fake_in_margin"].item() == pytest.approx(2 / 3)  # 0 and 1 are above -1
+    ls = OBJECTIVES.get("least_squares").d_stats(REAL, FAKE)
+    assert ls["D/acc_real"].item() == pytest.approx(1 / 3)  # only 2 is above the midpoint ½
 
 
 @pytest.mark.parametrize("name", ["hinge", "wasserstein"])
@@ -171,7 +227,7 @@ def test_label_smoothing_is_refused_where_it_means_nothing(name):
 
 def test_gradient_penalty_refuses_batchnorm_in_d():
     bn = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
-    check_discriminator(build_loss(LossConfig(name="wasserstein")), bn)  # no GP: fine
+    check_discriminator(build_loss(LossConfig(name="hinge")), bn)  # no GP: fine
     check_discriminator(build_loss(LossConfig(name="wasserstein", gp_weight=10)), nn.Sequential(nn.GroupNorm(1, 2)))
     with pytest.raises(UserError, match=r"needs a discriminator without BatchNorm.*model.norm=layer"):
         check_discriminator(build_loss(LossConfig(name="wasserstein", gp_weight=10)), bn)

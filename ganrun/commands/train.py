@@ -91,8 +91,8 @@ def train(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = (), tracker
     schedule = Schedule(built.steps, t.log_every, t.sample_every, t.checkpoint_every, c.eval.every)
     try:
         with StopOnSignal() as stop:
-            result = train_loop(step_fn, built.batches, Stats(), schedule, jobs, start_step=start_step,
-                                start_nimg=start_nimg, images_per_step=t.batch_size, progress=console.advance,
+            result = train_loop(step_fn, built.source.next, Stats(), schedule, jobs, start_step=start_step,
+                                start_nimg=start_nimg, images_per_batch=t.batch_size, progress=console.advance,
                                 should_stop=stop)
     except TrainingDiverged as exc:
         good = jobs.last_saved or (resumed and resumed["path"])

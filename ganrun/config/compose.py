@@ -32,7 +32,12 @@ def compose(config_name: str, overrides: list[str]):
     from hydra import compose as hydra_compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
+    from ganrun.config.store import has_model_schemas
+
     setup()
+    if not has_model_schemas():  # a bug in the caller, not a user error
+        raise RuntimeError("no model family has stored its schema: import ganrun.models before composing "
+                           "(the families store schema_model_<name> when imported)")
     if GlobalHydra.instance().is_initialized():
         return hydra_compose(config_name=config_name, overrides=overrides)
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):

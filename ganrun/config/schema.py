@@ -9,7 +9,7 @@ This module imports nothing from ganrun.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 from omegaconf import MISSING
 
@@ -30,21 +30,26 @@ class DatasetConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = MISSING  # registry name: mlp, dcgan, cgan, wgan_gp, ...
+    """The keys every model family has. A family extends it with its own keys in a dataclass beside
+    its builder (ganrun/models/<family>.py), which the family's YAML names as its schema."""
+
+    name: str = MISSING  # registry name: mlp, cgan, dcgan, cdcgan, wgan_gp, ...
     latent_dim: int = 100  # size of z
     conditional: bool = False  # G and D take class labels c (needs a labelled dataset)
     embed_dim: int = 50  # conditional models: size of the label embedding
-    ngf: int = 64  # conv generators: width of the last block (channels)
-    ndf: int = 64  # conv discriminators: width of the first block (channels)
-    image_size: Optional[int] = None  # conv models: 32 or 64; None: the dataset's size
-    norm: str = "batch"  # conv discriminator normalization: batch, layer or none
     spectral_norm: bool = False  # spectral normalization on every D layer
-    minibatch_std: bool = False  # minibatch standard-deviation feature in D (against mode collapse)
-    dropout: float = 0.3  # MLP discriminator dropout probability
+
+    def check(self, spec: Any = None) -> None:
+        """The family's own rules: the ranges of its keys and, given the data's spec (a DataSpec),
+        the data it can model. Raises UserError naming the key; the shared keys have none here."""
 
 
 @dataclass
 class LossConfig:
+    """The objective and the regularizers' knobs (each read by one declaration in
+    ganrun/losses/regularizers/; defaults in configs/loss/regularizers/default.yaml).
+    Validation is by kind: weights are >= 0, `*_every` intervals > 0, labels in [0, 1]."""
+
     name: str = MISSING  # objective: minimax, non_saturating, hinge, least_squares, wasserstein
     real_label: float = 1.0  # target for real data (0.9: one-sided label smoothing)
     fake_label: float = 0.0  # target for fakes (0.02 with real 0.98: two-sided smoothing)
@@ -89,7 +94,6 @@ class TrainerConfig:
     keep_last: int = 1  # how many step-numbered checkpoints to keep besides last.pt and best.pt
     resume: Optional[str] = None  # checkpoint file or run dir to continue from; auto: the run dir's own last.pt if any
     compile: str = "none"  # none, graph (CUDA graph of the step) or inductor (torch.compile)
-    on_nan: str = "stop"  # stop: end with a message, keeping the last good checkpoint
     num_sample_images: int = 64  # images in the fixed-noise sample grid
     jobs_per_gpu: int = 1  # sweeps: consecutive jobs sharing one GPU; job j trains on GPU (j // jobs_per_gpu) mod k
 

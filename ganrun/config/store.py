@@ -1,14 +1,18 @@
 """Register the schemas with Hydra's ConfigStore.
 
-Each option file names its schema in its defaults list (`- /schema_model@_here_`), so the YAML carries the
-values and the dataclass checks them. Called explicitly by the CLI and the tests; importing this
-module registers nothing.
+Each option file names its schema in its defaults list (`- /schema_loss@_here_`), so the YAML carries the
+values and the dataclass checks them. A model family brings its own dataclass (ganrun/models/<family>.py):
+`register_family` stores it here as `schema_model_<name>` when the family's module is imported, and
+`configs/model/<name>.yaml` names it (`- /schema_model_<name>@model`). The group and app schemas are
+stored by `register_configs()`, called explicitly before composing; importing this module stores nothing.
 """
 
 from hydra.core.config_store import ConfigStore
 
 from ganrun.config.schema import (GROUPS, EvalAppConfig, FeaturesAppConfig, ReportAppConfig, SampleAppConfig,
                                   TrainAppConfig)
+
+MODEL_SCHEMA_PREFIX = "schema_model_"
 
 
 def register_configs() -> None:
@@ -20,3 +24,13 @@ def register_configs() -> None:
     cs.store(name="app_sample", node=SampleAppConfig)
     cs.store(name="app_features", node=FeaturesAppConfig)
     cs.store(name="app_report", node=ReportAppConfig)
+
+
+def store_model_schema(name: str, schema: type) -> None:
+    """Store a model family's dataclass as `schema_model_<name>` (called by `register_family`)."""
+    ConfigStore.instance().store(name=f"{MODEL_SCHEMA_PREFIX}{name}", node=schema)
+
+
+def has_model_schemas() -> bool:
+    """Whether any family has stored its schema (i.e. `ganrun.models` was imported)."""
+    return any(entry.startswith(MODEL_SCHEMA_PREFIX) for entry in ConfigStore.instance().list(""))

@@ -1,8 +1,9 @@
 """Adversarial objectives and regularizers, selected by `loss=<name>` and its options.
 
-`build_loss(cfg.loss)` returns a `LossSpec`: the objective's pure functions plus the weights of
-the penalties and stabilizers. Everything here is pure tensor math (no `.item()`, no branching
-on tensor values), so the training step that uses it can be captured as a CUDA graph.
+`build_loss(cfg.loss)` returns a `LossSpec`: the objective's pure functions plus the active
+regularizers, each built by its own declaration (`ganrun.losses.regularizers`) from the config
+fields it owns. Everything here is pure tensor math (no `.item()`, no branching on tensor
+values), so the training step that uses it can be captured as a CUDA graph.
 """
 
 from __future__ import annotations
@@ -10,52 +11,79 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from torch import nn
+from torch.nn.utils import parametrize
 
 from ganrun.errors import UserError
-
 from ganrun.losses.objectives import OBJECTIVES, Objective
 from ganrun.losses.penalties import gradient_penalty, r1_penalty
+from ganrun.losses.regularizers import PLACES, REGULARIZERS, DInputs, GInputs, Regularizer
 
-__all__ = ["OBJECTIVES", "Objective", "LossSpec", "build_loss", "check_discriminator", "gradient_penalty",
-           "r1_penalty"]
+__all__ = ["OBJECTIVES", "REGULARIZERS", "Objective", "Regularizer", "DInputs", "GInputs", "LossSpec",
+           "build_loss", "check_discriminator", "gradient_penalty", "r1_penalty"]
+
+NORMS_THAT_MIX_SAMPLES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
 @dataclass(frozen=True)
 class LossSpec:
     objective: Objective
-    real_label: float  # target for reals (label smoothing below 1)
-    fake_label: float  # target for fakes (two-sided smoothing above 0)
-    gp_weight: float  # λ; 0: off
-    r1_gamma: float  # γ; 0: off
-    r1_every: int  # steps between R1 evaluations
-    instance_noise: float  # std; 0: off
-    feature_matching: float  # weight; 0: off
+    terms: tuple[Regularizer, ...] = ()  # the active regularizers, in registry order
+
+    def acting_in(self, place: str) -> tuple[Regularizer, ...]:
+        assert place in PLACES, place
+        return tuple(t for t in self.terms if t.acts_in == place)
+
+    def get(self, name: str):
+        """The active regularizer registered as `name`, or None when it is off."""
+        return next((t for t in self.terms if t.name == name), None)
+
+    @property
+    def targets(self) -> tuple[float, float]:
+        """(real, fake) targets of the objective: (1, 0) unless a `targets` term says otherwise."""
+        for term in self.acting_in("targets"):
+            return term.targets()
+        return 1.0, 0.0
+
+    @property
+    def double_backward(self) -> bool:
+        return any(t.double_backward for t in self.terms)
+
+    def lazy(self) -> tuple[Regularizer, ...]:
+        """Terms evaluated on some steps only (the host-side branches of the step)."""
+        return tuple(t for t in self.terms if t.every > 1)
 
 
 def build_loss(cfg) -> LossSpec:
-    """Objective and regularizer weights from a LossConfig; reads nothing else."""
+    """Objective and active regularizers from a LossConfig; reads nothing else."""
     objective = OBJECTIVES.get(cfg.name)
-    if not objective.uses_labels and (cfg.real_label != 1.0 or cfg.fake_label != 0.0):
-        raise UserError(
-            f"loss.real_label/loss.fake_label (label smoothing) have no effect with loss={cfg.name}; "
-            "leave them at 1.0/0.0 or choose loss=non_saturating, minimax or least_squares"
-        )
-    return LossSpec(
-        objective=objective,
-        real_label=cfg.real_label,
-        fake_label=cfg.fake_label,
-        gp_weight=cfg.gp_weight,
-        r1_gamma=cfg.r1_gamma,
-        r1_every=cfg.r1_every,
-        instance_noise=cfg.instance_noise,
-        feature_matching=cfg.feature_matching,
-    )
+    terms = []
+    for name in REGULARIZERS.names():
+        term = REGULARIZERS.get(name).from_config(cfg)
+        if term is not None:
+            term.check(objective)
+            terms.append(term)
+    return LossSpec(objective, tuple(terms))
+
+
+def has_spectral_norm(D: nn.Module) -> bool:
+    """Whether some layer of D is spectrally normalized (`nn.utils.parametrizations.spectral_norm`)."""
+    return any("SpectralNorm" in type(p).__name__ for m in D.modules() if parametrize.is_parametrized(m)
+               for plist in m.parametrizations.values() for p in plist)
 
 
 def check_discriminator(loss: LossSpec, D: nn.Module) -> None:
-    """The gradient penalty is per sample; BatchNorm in D mixes the samples of a batch and breaks it."""
-    if loss.gp_weight > 0 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in D.modules()):
+    """What the loss needs of D: per-sample terms no BatchNorm; a Lipschitz objective a penalty or spectral norm."""
+    per_sample = [t for t in loss.terms if t.per_sample]
+    if per_sample and any(isinstance(m, NORMS_THAT_MIX_SAMPLES) for m in D.modules()):
+        keys = ", ".join(f"loss.{t.fields[0]} > 0" for t in per_sample)
         raise UserError(
-            "loss.gp_weight > 0 needs a discriminator without BatchNorm (it breaks the per-sample "
+            f"{keys} needs a discriminator without BatchNorm (it breaks the per-sample "
             "gradient penalty); set model.norm=layer or model.norm=none (model=wgan_gp uses layer)"
+        )
+    if loss.objective.needs_lipschitz and not (any(t.makes_lipschitz for t in loss.terms) or has_spectral_norm(D)):
+        keys = " or ".join(f"loss.{t.fields[0]} > 0" for n in REGULARIZERS.names()
+                           if (t := REGULARIZERS.get(n)).makes_lipschitz)
+        raise UserError(
+            f"loss={loss.objective.name} needs a Lipschitz critic: set loss.gp_weight=10 (model=wgan_gp does), "
+            f"model.spectral_norm=true, or another Lipschitz term ({keys})"
         )

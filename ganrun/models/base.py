@@ -1,12 +1,15 @@
-"""The G/D contracts, the registry, and the builder that checks a model fits its data."""
+"""The G/D contracts, the family registry, and the builder that checks a model fits its data."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
 from torch import nn
 
+from ganrun.config.schema import ModelConfig
+from ganrun.config.store import store_model_schema
 from ganrun.errors import UserError
 from ganrun.registry import Registry
 
@@ -52,21 +55,63 @@ class Discriminator(nn.Module):
 
 
 Builder = Callable[..., tuple[Generator, Discriminator]]
-MODELS: Registry[Builder] = Registry("model")
 
 
-def build_models(cfg, spec) -> tuple[Generator, Discriminator]:
-    """Build (G, D) for `cfg.name` (a ModelConfig) sized by `spec` (a DataSpec); loads no weights.
+@dataclass(frozen=True)
+class Family:
+    """What `model=<name>` selects: the dataclass of its `model.*` keys and the builder."""
 
-    A conditional model needs a labelled dataset; that is checked here, where both are known.
+    name: str  # config name: configs/model/<name>.yaml
+    schema: type  # a ModelConfig subclass; stored in Hydra's ConfigStore as schema_model_<name>
+    build: Builder  # (cfg: schema, spec: DataSpec) -> (G, D), called after cfg.check(spec)
+
+
+MODELS: Registry[Family] = Registry("model")
+
+
+def register_family(*names: str, schema: type) -> Callable[[Builder], Builder]:
+    """Decorator on a builder: `@register_family("dcgan", "cdcgan", schema=DCGANConfig)`.
+
+    Each name is a config option (its YAML sets what differs, e.g. `conditional: true`); the
+    schema's `check(spec)` holds the family's own rules (key ranges, the data it can model).
     """
+    if not (isinstance(schema, type) and issubclass(schema, ModelConfig)):
+        raise TypeError(f"the schema of model {names} must be a ModelConfig dataclass, got {schema!r}")
+
+    def add(build: Builder) -> Builder:
+        for name in names:
+            MODELS.register(name)(Family(name, schema, build))
+            store_model_schema(name, schema)  # Hydra's ConfigStore: schema_model_<name>
+        return build
+
+    return add
+
+
+def model_config(name: str, **values) -> ModelConfig:
+    """The family's own config with the dataclass defaults, e.g. `model_config("dcgan", ndf=32)`.
+
+    The YAML of a name may set other values than its dataclass (wgan_gp: `norm: layer`)."""
+    return MODELS.get(name).schema(name=name, **values)
+
+
+def build_models(cfg: ModelConfig, spec) -> tuple[Generator, Discriminator]:
+    """Build (G, D) for `cfg.name` (the family's own config) sized by `spec` (a DataSpec); loads no weights.
+
+    A conditional model needs a labelled dataset, and each family checks that the data fit it
+    (`cfg.check(spec)`); both are checked here, where config and data are known.
+    """
+    family = MODELS.get(cfg.name)
+    if not isinstance(cfg, family.schema):
+        raise TypeError(f"model={cfg.name} is built from a {family.schema.__name__}, got a "
+                        f"{type(cfg).__name__} (use ganrun.models.model_config)")
     if cfg.conditional and spec.num_classes < 2:
         raise UserError(
             f"model={cfg.name} is conditional but dataset={spec.name} has no class labels; "
             "choose a labelled dataset (fashion_mnist, mnist, cifar10, a folder with class "
             "subfolders) or an unconditional model"
         )
-    return MODELS.get(cfg.name)(cfg, spec)
+    cfg.check(spec)
+    return family.build(cfg, spec)
 
 
 def count_parameters(module: nn.Module) -> int:

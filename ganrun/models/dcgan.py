@@ -1,6 +1,7 @@
 """DCGAN (Radford et al. 2016), its conditional form (`cdcgan`) and the WGAN-GP critic (`wgan_gp`).
 
-One builder, three config names; the YAML of each name sets what differs (`conditional`, `norm`).
+One builder and one schema (`DCGANConfig`), three config names; the YAML of each name sets what
+differs (`conditional`, `norm`).
 Exact at the default widths (ngf = ndf = 64, latent 100), 64×64:
 
 G: z (N, latent, 1, 1)
@@ -38,13 +39,16 @@ Conditional (`model=cdcgan`, or `model.conditional=true` on any of the three nam
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
 from torch import nn
 
+from ganrun.config.schema import ModelConfig
+from ganrun.config.validate import one_of, positive
 from ganrun.errors import UserError
-from ganrun.models.base import MODELS, Discriminator, Generator, assert_shape
+from ganrun.models.base import Discriminator, Generator, assert_shape, register_family
 from ganrun.models.layers import MinibatchStdDev, apply_spectral_norm, dcgan_init
 
 SIZES = (32, 64)  # supported image sizes (pixels, square)
@@ -54,6 +58,26 @@ NORMS = {
     "layer": lambda ch: nn.GroupNorm(1, ch),  # LayerNorm over (C, H, W), per-channel affine
     "none": lambda ch: nn.Identity(),
 }
+
+
+@dataclass
+class DCGANConfig(ModelConfig):
+    """`model=dcgan`, `cdcgan` and `wgan_gp` (the shared keys, plus these)."""
+
+    ngf: int = 64  # G width: channels of its last hidden block (8·ngf in the first at 64×64)
+    ndf: int = 64  # D width: channels of its first block (8·ndf in the last at 64×64)
+    image_size: Optional[int] = None  # 32 or 64 to assert the data's size; None: the data's size
+    norm: str = "batch"  # D normalization: batch, layer (LayerNorm over C×H×W) or none
+    minibatch_std: bool = False  # minibatch standard-deviation channel before D's last conv
+
+    def check(self, spec=None) -> None:
+        positive("model.ngf", self.ngf)
+        positive("model.ndf", self.ndf)
+        if self.image_size is not None:
+            one_of("model.image_size", self.image_size, SIZES)
+        one_of("model.norm", self.norm, NORMS)
+        if spec is not None:
+            check_images(self, spec)
 
 
 def widths(size: int, base: int) -> list[int]:
@@ -123,8 +147,8 @@ def check_images(cfg, spec) -> None:
                         f"pass dataset.image_size={cfg.image_size} (or leave model.image_size=null)")
 
 
-def build_dcgan(cfg, spec):
-    check_images(cfg, spec)
+@register_family("dcgan", "cdcgan", "wgan_gp", schema=DCGANConfig)
+def build_dcgan(cfg: DCGANConfig, spec):
     num_classes = spec.num_classes if cfg.conditional else 0
     G = DCGANGenerator(cfg.latent_dim, spec.shape, cfg.ngf, num_classes, cfg.embed_dim)
     D = DCGANDiscriminator(spec.shape, cfg.ndf, cfg.norm, num_classes, cfg.minibatch_std)
@@ -133,7 +157,3 @@ def build_dcgan(cfg, spec):
         if D.embed is not None:
             D.embed = nn.utils.parametrizations.spectral_norm(D.embed)
     return G, D
-
-
-for _name in ("dcgan", "cdcgan", "wgan_gp"):
-    MODELS.register(_name)(build_dcgan)

@@ -12,16 +12,31 @@ D: x flattened [+ Embedding(num_classes, embed_dim)(c)] → Linear 512 → LReLU
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
 from torch import nn
 
-from ganrun.models.base import MODELS, Discriminator, Generator, assert_shape
+from ganrun.config.schema import ModelConfig
+from ganrun.errors import UserError
+from ganrun.models.base import Discriminator, Generator, assert_shape, register_family
 from ganrun.models.layers import MinibatchStdDev, apply_spectral_norm
 
 G_WIDTHS = (256, 512, 1024)
 D_WIDTHS = (512, 256)
+
+
+@dataclass
+class MLPConfig(ModelConfig):
+    """`model=mlp` and `model=cgan` (the shared keys, plus these)."""
+
+    dropout: float = 0.3  # D dropout probability
+    minibatch_std: bool = False  # minibatch standard-deviation feature before D's last layer
+
+    def check(self, spec=None) -> None:
+        if not 0.0 <= self.dropout < 1.0:
+            raise UserError(f"model.dropout must be in [0, 1), got {self.dropout}")
 
 
 class MLPGenerator(Generator):
@@ -69,18 +84,12 @@ class MLPDiscriminator(Discriminator):
         return logits, feats
 
 
-def _build(cfg, spec, num_classes: int):
+# `cgan` is the same builder; its YAML sets `conditional: true`. Any data shape: images or 2-D points.
+@register_family("mlp", "cgan", schema=MLPConfig)
+def build_mlp(cfg: MLPConfig, spec):
+    num_classes = spec.num_classes if cfg.conditional else 0
     G = MLPGenerator(cfg.latent_dim, spec.shape, num_classes, cfg.embed_dim, tanh=spec.is_image)
     D = MLPDiscriminator(spec.shape, num_classes, cfg.embed_dim, cfg.dropout, cfg.minibatch_std)
     if cfg.spectral_norm:
         apply_spectral_norm(D)
     return G, D
-
-
-def build_mlp(cfg, spec):
-    return _build(cfg, spec, spec.num_classes if cfg.conditional else 0)
-
-
-# `cgan` is the same builder; its YAML sets `conditional: true`.
-for _name in ("mlp", "cgan"):
-    MODELS.register(_name)(build_mlp)

@@ -1,7 +1,9 @@
 """Training health: the warnings the GAN literature's hard-won advice calls for.
 
-- D wins outright: its accuracy on reals and fakes stays near 100% for several log intervals,
-  so G's gradients vanish (try label smoothing, instance noise, a lower D lr or spectral norm).
+- D wins outright: its accuracy on reals and fakes (`D/acc_real`, `D/acc_fake`, logged by the
+  objectives that classify: the BCE losses, least squares and hinge; not by a Wasserstein critic,
+  whose sign means nothing) stays near 100% for several log intervals, so G's gradients vanish
+  (try label smoothing, instance noise, a lower D lr or spectral norm).
 - Sample diversity collapses: the mean pairwise feature distance of a fixed batch of samples
   falls far below that of real data (mode collapse; try minibatch std or feature matching).
 NaN/Inf losses stop the run in the loop itself. Each warning is given once per episode: it

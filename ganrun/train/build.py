@@ -53,9 +53,9 @@ class BuiltRun:
         step = GanStep(self.G, self.D, self.G_ema, self.loss, self.opt_G, self.opt_D, self.settings, self.device)
         return accelerate(step, compile, channels_last=channels_last, notify=notify)
 
-    def batches(self) -> list:
-        """One step's batches: n_critic of them."""
-        return [self.source.next() for _ in range(self.settings.n_critic)]
+    def batches(self, step_fn) -> list:
+        """One step's batches: as many as `step_fn` says it takes (`batches_per_step`, n_critic)."""
+        return [self.source.next() for _ in range(step_fn.batches_per_step)]
 
 
 def total_steps(t, dataset_size: int) -> int:

@@ -13,17 +13,19 @@
   (the loop's `Stats.report` reads it before that). Random numbers come from the default CUDA
   generator, which PyTorch makes graph-safe: each replay advances its offset, so every replay
   draws fresh noise, in the same order as the eager step would.
-  Lazy R1 (`loss.r1_every > 1`) is a host-side branch on the step counter, so it gets a second
-  graph: one captured with the R1 term, one without, each replayed on its own steps. Both
+  Lazy regularization (`loss.r1_every > 1`) is a host-side branch on the step counter, so each
+  `GanStep.variant(step)` gets its own graph (with the R1 term, without), each replayed on its own
+  steps. Both
   optimizers are switched to `capturable=True` (state on the device, no host sync).
-- `inductor`: `torch.compile` of G's forward and D's `forward_features`, active only inside
-  the training step (sampling and evaluation stay eager). D stays eager when the loss has a
-  gradient penalty or R1, because compiled graphs do not support double backward.
+- `inductor`: `torch.compile` of G and of D's `forward_features`, handed to the step with
+  `GanStep.use_forwards`, so only the training step runs them (sampling and evaluation call the
+  modules, eager). D stays eager when a regularizer differentiates through ∇ₓD (gradient
+  penalty, R1), because compiled graphs do not support double backward.
 
 Where the mode cannot run (graph on a CPU, a capture or compile error) the step falls back to
 eager with one message naming the mode and the reason; training never stops for it. A capture
 that fails has executed nothing; a compile that fails during the first step is undone by
-restoring the state saved before it (weights, optimizer state, GradScaler, RNG), so the fallback
+restoring the state saved before it (`GanStep.snapshot()` and the RNG), so the fallback
 trains exactly what the eager path would have.
 
 `channels_last=True` puts conv models (G, D, G_ema, their optimizer state) and the batches in
@@ -81,8 +83,11 @@ def _short(exc: BaseException) -> str:
 
 # -- channels_last -------------------------------------------------------------------------------
 
+CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+
+
 def has_convolutions(*modules: Optional[nn.Module]) -> bool:
-    return any(isinstance(m, nn.modules.conv._ConvNd) for mod in modules if mod is not None for m in mod.modules())
+    return any(isinstance(m, CONVOLUTIONS) for mod in modules if mod is not None for m in mod.modules())
 
 
 def _apply_channels_last(step: GanStep, notify: Notify) -> torch.memory_format:
@@ -96,7 +101,7 @@ def _apply_channels_last(step: GanStep, notify: Notify) -> torch.memory_format:
     for module in (step.G, step.D, step.G_ema):
         if module is not None:
             module.to(memory_format=fmt)  # keeps the Parameter objects, so optimizers still hold them
-    for opt in (step.opt_G, step.opt_D):  # state loaded on resume: same layout as its parameter
+    for opt in step.optimizers:  # state loaded on resume: same layout as its parameter
         for p, state in opt.state.items():
             for key, value in state.items():
                 if torch.is_tensor(value) and value.shape == p.shape and value.stride() != p.stride():
@@ -112,7 +117,16 @@ def _to_format(batches: list[Batch], fmt: torch.memory_format) -> list[Batch]:
 
 # -- eager ---------------------------------------------------------------------------------------
 
-class EagerStep:
+class _Wrapper:
+    step: GanStep
+
+    @property
+    def batches_per_step(self) -> int:
+        """Real batches per call: the step's (the loop asks for that many)."""
+        return self.step.batches_per_step
+
+
+class EagerStep(_Wrapper):
     """GanStep as it is (batches converted to the models' memory format)."""
 
     mode = "none"
@@ -155,7 +169,7 @@ class _Captured:
         self.graph, self.inputs, self.stats = graph, inputs, stats
 
 
-class GraphStep:
+class GraphStep(_Wrapper):
     """The whole GAN update as CUDA graph(s): eager warm-up on a side stream, capture, replay."""
 
     mode = "graph"
@@ -167,20 +181,15 @@ class GraphStep:
         self.notify = notify
         self.warmup = warmup
         self.stream = torch.cuda.Stream(device=step.device)
-        self.graphs: dict[bool, _Captured] = {}
-        self.eager_calls: dict[bool, int] = {}
+        self.graphs: dict[tuple[str, ...], _Captured] = {}  # one per GanStep.variant
+        self.eager_calls: dict[tuple[str, ...], int] = {}
         self.failed: Optional[str] = None  # why capture failed; then every step is eager
-        self._old_flags = [_set_capturable(opt, True) for opt in (step.opt_G, step.opt_D)]
-
-    def variant(self, step_index: int) -> bool:
-        """The host-side branches of GanStep for this step: whether lazy R1 is due."""
-        loss = self.step.loss
-        return loss.r1_gamma > 0 and step_index % loss.r1_every == 0
+        self._old_flags = [_set_capturable(opt, True) for opt in step.optimizers]
 
     def __call__(self, batches: list[Batch], step_index: int) -> Stats:
         if self.failed is not None:
             return self.step(_to_format(batches, self.memory_format), step_index)
-        key = self.variant(step_index)
+        key = self.step.variant(step_index)
         captured = self.graphs.get(key)
         if captured is None:
             if self.eager_calls.get(key, 0) < self.warmup:
@@ -216,8 +225,7 @@ class GraphStep:
                   for x, y in batches]
         graph = torch.cuda.CUDAGraph()
         # grads to None before capture: backward then allocates them from the graph's private pool
-        step.opt_D.zero_grad(set_to_none=True)
-        step.opt_G.zero_grad(set_to_none=True)
+        step.zero_grad()
         torch.cuda.synchronize(step.device)
         try:
             with warnings.catch_warnings():
@@ -234,11 +242,10 @@ class GraphStep:
         step = self.step
         self.failed = reason
         self.graphs.clear()
-        step.opt_D.zero_grad(set_to_none=True)  # drop grads that point into the abandoned graph's pool
-        step.opt_G.zero_grad(set_to_none=True)
-        for opt, old in zip((step.opt_G, step.opt_D), self._old_flags):
+        step.zero_grad()  # drop grads that point into the abandoned graph's pool
+        for opt, old in zip(step.optimizers, self._old_flags):
             _restore_capturable(opt, old)
-        _reset_scaler(step)
+        step.reset_scalers()
         try:
             torch.cuda.synchronize(step.device)
         except Exception:  # noqa: BLE001 - a broken capture may leave an error to clear
@@ -255,53 +262,25 @@ def _same_layout(static: list[Batch], batches: list[Batch]) -> bool:
     return len(static) == len(batches)
 
 
-def _reset_scaler(step: GanStep) -> None:
-    """Fresh GradScalers with the same scale: an aborted step may have left one mid-iteration."""
-    for name in ("scaler_D", "scaler_G"):
-        old = getattr(step, name)
-        new = torch.amp.GradScaler(step.device.type, enabled=old.is_enabled())
-        if old.is_enabled():
-            new.load_state_dict(old.state_dict())
-        setattr(step, name, new)
-
-
 # -- torch.compile -------------------------------------------------------------------------------
 
 class _Snapshot:
     """Everything a training step changes, copied, so a failed first compiled step can be undone."""
 
     def __init__(self, step: GanStep) -> None:
-        self.modules = {name: {k: v.detach().clone() for k, v in m.state_dict().items()}
-                        for name, m in self._modules(step).items()}
-        self.optims = {name: copy.deepcopy(getattr(step, name).state_dict()) for name in ("opt_G", "opt_D")}
-        self.scalers = {name: copy.deepcopy(getattr(step, name).state_dict()) for name in ("scaler_D", "scaler_G")}
+        self.state = step.snapshot()
         self.cpu_rng = torch.get_rng_state()
         self.cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
 
-    @staticmethod
-    def _modules(step: GanStep) -> dict[str, nn.Module]:
-        return {name: m for name, m in (("G", step.G), ("D", step.D), ("G_ema", step.G_ema)) if m is not None}
-
     def restore(self, step: GanStep) -> None:
-        for name, m in self._modules(step).items():
-            with torch.no_grad():
-                for k, v in m.state_dict().items():
-                    v.copy_(self.modules[name][k])
-        for name, state in self.optims.items():
-            getattr(step, name).load_state_dict(state)
-        for name in ("opt_G", "opt_D"):
-            getattr(step, name).zero_grad(set_to_none=True)
-        _reset_scaler(step)
-        for name, state in self.scalers.items():
-            if state:
-                getattr(step, name).load_state_dict(state)
+        step.restore(self.state)
         torch.set_rng_state(self.cpu_rng)
         if self.cuda_rng is not None:
             torch.cuda.set_rng_state_all(self.cuda_rng)
 
 
-class InductorStep:
-    """GanStep with G's forward and D's forward_features compiled (inside the step only)."""
+class InductorStep(_Wrapper):
+    """GanStep with G and D's forward_features compiled (inside the step only)."""
 
     mode = "inductor"
 
@@ -311,44 +290,26 @@ class InductorStep:
         self.notify = notify
         self.failed: Optional[str] = None
         self.calls = 0
-        self.compiled_G = torch.compile(step.G._call_impl)
-        loss = step.loss
-        self.compile_D = not (loss.gp_weight > 0 or loss.r1_gamma > 0)
+        self.compiled_G = torch.compile(step.G)
+        self.compile_D = not step.loss.double_backward
         self.compiled_D = torch.compile(step.D.forward_features) if self.compile_D else None
         if not self.compile_D:
             notify("trainer.compile=inductor: D stays eager (the gradient penalty / R1 needs double "
                    "backward, which compiled graphs do not support); G is compiled")
-
-    def _install(self) -> None:
-        self.step.G._compiled_call_impl = self.compiled_G
-        if self.compiled_D is not None:
-            self.step.D.forward_features = self.compiled_D  # instance attribute shadows the method
-
-    def _uninstall(self) -> None:
-        self.step.G._compiled_call_impl = None
-        self.step.D.__dict__.pop("forward_features", None)
+        step.use_forwards(G=self.compiled_G, D_features=self.compiled_D)
 
     def __call__(self, batches: list[Batch], step_index: int) -> Stats:
         batches = _to_format(batches, self.memory_format)
-        if self.failed is not None:
-            return self.step(batches, step_index)
         self.calls += 1
-        if self.calls > 1:
-            self._install()
-            try:
-                return self.step(batches, step_index)
-            finally:
-                self._uninstall()
+        if self.failed is not None or self.calls > 1:
+            return self.step(batches, step_index)
         # the first call compiles: keep what it changes, to undo it if compiling fails
         snapshot = _Snapshot(self.step)
-        self._install()
         try:
             return self.step(batches, step_index)
         except Exception as exc:  # noqa: BLE001 - any compile failure means: train eagerly
-            self._uninstall()
+            self.step.use_forwards()
             snapshot.restore(self.step)
             self.failed = f"compile failed ({_short(exc)})"
             self.notify(f"trainer.compile=inductor: {self.failed}; training eagerly")
             return self.step(batches, step_index)
-        finally:
-            self._uninstall()

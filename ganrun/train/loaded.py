@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Optional
 
@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from ganrun.config.schema import DatasetConfig, ModelConfig
 from ganrun.data import DataSpec
 from ganrun.errors import UserError
-from ganrun.models import build_models
+from ganrun.models import MODELS, build_models
 from ganrun.train import checkpoint as ckpt
 
 
@@ -45,13 +45,30 @@ def _typed(schema: type, values: Optional[dict], what: str):
         raise UserError(f"the checkpoint's {what} config does not fit this ganrun: {str(exc).splitlines()[0]}") from None
 
 
+# The keys of the one flat model schema of earlier ganruns, which every family's checkpoint carried; a
+# family that does not declare one of them never read it, so it is dropped when rebuilding.
+FLAT_MODEL_KEYS = ("ngf", "ndf", "image_size", "norm", "minibatch_std", "dropout")
+
+
+def model_config(values: Optional[dict]) -> ModelConfig:
+    """The checkpoint's model section as its family's own dataclass (MLPConfig, DCGANConfig, ...)."""
+    if values is None or "name" not in values:
+        return _typed(ModelConfig, values, "model")  # says what is missing
+    if values["name"] not in MODELS:
+        raise UserError(f"the checkpoint is for model={values['name']}, which this ganrun does not have "
+                        f"(its families: {', '.join(MODELS.names())})")
+    schema = MODELS.get(values["name"]).schema
+    own = {f.name for f in fields(schema)}
+    return _typed(schema, {k: v for k, v in values.items() if k in own or k not in FLAT_MODEL_KEYS}, "model")
+
+
 def load_run(checkpoint: str | Path, device: torch.device) -> LoadedRun:
     """Load a checkpoint (file or run dir) and rebuild its generator (EMA when present)."""
     state = ckpt.load_checkpoint(checkpoint)
     if "spec" not in state:
         raise UserError(f"{state['path']} lacks the data spec; it was written by an older ganrun")
     config = state["config"]
-    model_cfg = _typed(ModelConfig, config.get("model"), "model")
+    model_cfg = model_config(config.get("model"))
     dataset_cfg = _typed(DatasetConfig, config.get("dataset"), "dataset")
     spec = DataSpec.from_dict(state["spec"])
     G, _ = build_models(model_cfg, spec)

@@ -53,10 +53,15 @@ def _due(step: int, every: int) -> bool:
     return every > 0 and step % every == 0
 
 
-def train_loop(step_fn: Callable, next_batches: Callable[[], list], stats, schedule: Schedule, jobs: Jobs, *,
-               start_step: int, start_nimg: int, images_per_step: int,
+def train_loop(step_fn: Callable, next_batch: Callable[[], object], stats, schedule: Schedule, jobs: Jobs, *,
+               start_step: int, start_nimg: int, images_per_batch: int,
                progress: Callable[[int], None], should_stop: Callable[[], bool]) -> dict[str, float]:
-    """Run steps start_step+1 … total_steps. Returns the last logged values."""
+    """Run steps start_step+1 … total_steps. Returns the last logged values.
+
+    Each step takes `step_fn.batches_per_step` real batches (n_critic for GanStep) from
+    `next_batch`; `nimg` and `speed/images_per_s` count those real images, the images D sees.
+    """
+    batches_per_step = step_fn.batches_per_step
     step, nimg = start_step, start_nimg
     last: dict[str, float] = {}
     tick_time, tick_nimg = time.perf_counter(), nimg
@@ -64,9 +69,9 @@ def train_loop(step_fn: Callable, next_batches: Callable[[], list], stats, sched
     checked, saved = start_step, start_step  # steps of the last finite check and the last checkpoint
     while step < schedule.total_steps:
         # the fast part: one GAN update, no host sync
-        stats.report(step_fn(next_batches(), step))
+        stats.report(step_fn([next_batch() for _ in range(batches_per_step)], step))
         step += 1
-        nimg += images_per_step
+        nimg += images_per_batch * batches_per_step
         progress(step)
         stopping = should_stop()
         final = step == schedule.total_steps
@@ -76,7 +81,7 @@ def train_loop(step_fn: Callable, next_batches: Callable[[], list], stats, sched
         if _due(step, schedule.log_every) or save:
             values = stats.collect()
             now = time.perf_counter()
-            values["speed/images_per_s"] = (nimg - tick_nimg) / max(now - tick_time, 1e-9)
+            values["speed/images_per_s"] = (nimg - tick_nimg) / max(now - tick_time, 1e-9)  # real images
             tick_time, tick_nimg = now, nimg
             bad = sorted((k for k, v in values.items() if k.startswith(CHECKED) and not math.isfinite(v)),
                          key=lambda k: not k.startswith("loss/"))  # name a loss when one is bad

@@ -1,46 +1,49 @@
-"""One GAN update: n_critic D phases, then one G phase. Pure tensor work.
+"""One GAN update: the phases D × n_critic, then G, then the EMA of G. Pure tensor work.
 
 No `.item()`, no host sync, no Python branching on tensor values: the statistics come back as
 0-d device tensors, and the loop reads them every `log_every` steps. Branches here depend only
-on configuration and the host-side step counter (lazy R1), so the step can be captured as a
-CUDA graph or compiled.
+on configuration and the host-side step counter (lazy regularizers), so the step can be captured
+as a CUDA graph or compiled. The regularizers act where they declare (`LossSpec.acting_in`):
+on D's inputs, on the objective's targets, in D's loss, in G's loss.
+
+The public surface the fast path (`ganrun.train.fast`) builds on: `batches_per_step`,
+`variant(step_index)`, `optimizers`, `zero_grad()`, `use_forwards(...)`, `snapshot()`/`restore()`
+and `reset_scalers()`.
 """
 
 from __future__ import annotations
 
+import copy
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 from ganrun.data import to_model_range
-from ganrun.losses import LossSpec, gradient_penalty, r1_penalty
+from ganrun.losses import DInputs, GInputs, LossSpec
+from ganrun.train.phases import Batch, Phase, Stats, run_phases, total_grad_norm
 
-Batch = tuple[torch.Tensor, Optional[torch.Tensor]]  # (data in storage dtype, labels or None)
+__all__ = ["Batch", "GanStep", "PRECISIONS", "StepSettings", "total_grad_norm"]
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
 class StepSettings:
-    n_critic: int  # D updates per G update
+    n_critic: int  # D updates (each on its own real batch) per G update
     ema_decay: float  # 0: no EMA
     flip: bool  # random horizontal flips of reals
     precision: str  # fp32, bf16, fp16
 
 
-def total_grad_norm(module: nn.Module) -> torch.Tensor:
-    grads = [p.grad for p in module.parameters() if p.grad is not None]
-    if not grads:
-        return torch.zeros(())
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-
-
 class GanStep:
-    """Callable: `step(batches, step_index)` → dict of 0-d stat tensors (detached)."""
+    """Callable: `step(batches, step_index)` → dict of 0-d stat tensors (detached).
+
+    `batches` holds `batches_per_step` real batches (the loop asks for that many).
+    """
 
     def __init__(self, G: nn.Module, D: nn.Module, G_ema: Optional[nn.Module], loss: LossSpec,
                  opt_G: torch.optim.Optimizer, opt_D: torch.optim.Optimizer, settings: StepSettings,
@@ -52,11 +55,86 @@ class GanStep:
         self.device = device
         dtype = PRECISIONS[settings.precision]
         self.autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype else nullcontext
+        self.use_forwards()
+        self._ema = get_ema_multi_avg_fn(settings.ema_decay) if G_ema is not None else None
         fp16 = settings.precision == "fp16"
-        self.scaler_D = torch.amp.GradScaler(device.type, enabled=fp16)
-        self.scaler_G = torch.amp.GradScaler(device.type, enabled=fp16)
+        self.phases = [
+            Phase("D", D, opt_D, torch.amp.GradScaler(device.type, enabled=fp16), settings.n_critic, self._d_loss),
+            Phase("G", G, opt_G, torch.amp.GradScaler(device.type, enabled=fp16), 0, self._g_loss),
+        ]
+        self._last_real: tuple[Any, Any] = (None, None)  # the last D batch's reals, for G-phase terms
 
-    # -- helpers -------------------------------------------------------------------------------
+    # -- what the loop and the fast path use -----------------------------------------------------
+
+    @property
+    def batches_per_step(self) -> int:
+        return sum(p.batches for p in self.phases)
+
+    def variant(self, step_index: int) -> tuple[str, ...]:
+        """The host-side branches taken at this step: the lazy regularizers that are due."""
+        return tuple(t.name for t in self.loss.lazy() if t.due(step_index))
+
+    @property
+    def optimizers(self) -> tuple[torch.optim.Optimizer, ...]:
+        return tuple(p.optimizer for p in self.phases)
+
+    def zero_grad(self) -> None:
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=True)
+
+    def use_forwards(self, G: Optional[Callable] = None, D_features: Optional[Callable] = None) -> None:
+        """The callables the step runs for G's forward and D's `forward_features` (e.g. compiled
+        ones); None: the modules themselves. Sampling and evaluation call the modules, never these."""
+        self.G_forward = G or self.G
+        self.D_features = D_features or self.D.forward_features
+
+    def reset_scalers(self) -> None:
+        """Fresh GradScalers with the same scale: an aborted step may have left one mid-iteration."""
+        for phase in self.phases:
+            old = phase.scaler
+            phase.scaler = torch.amp.GradScaler(self.device.type, enabled=old.is_enabled())
+            if old.is_enabled():
+                phase.scaler.load_state_dict(old.state_dict())
+
+    def snapshot(self) -> dict[str, Any]:
+        """A copy of everything a step changes except the RNG: weights, buffers, optimizers, scalers."""
+        modules = {"G": self.G, "D": self.D, "G_ema": self.G_ema}
+        return {
+            "modules": {k: {n: v.detach().clone() for n, v in m.state_dict().items()}
+                        for k, m in modules.items() if m is not None},
+            "optimizers": [copy.deepcopy(p.optimizer.state_dict()) for p in self.phases],
+            "scalers": [copy.deepcopy(p.scaler.state_dict()) for p in self.phases],
+        }
+
+    def restore(self, snap: dict[str, Any]) -> None:
+        modules = {"G": self.G, "D": self.D, "G_ema": self.G_ema}
+        with torch.no_grad():
+            for k, saved in snap["modules"].items():
+                for n, v in modules[k].state_dict().items():
+                    v.copy_(saved[n])
+        self.zero_grad()
+        self.reset_scalers()
+        for phase, opt_state, scaler_state in zip(self.phases, snap["optimizers"], snap["scalers"]):
+            phase.optimizer.load_state_dict(opt_state)
+            phase.optimizer.zero_grad(set_to_none=True)
+            if scaler_state:
+                phase.scaler.load_state_dict(scaler_state)
+
+    # -- the update ----------------------------------------------------------------------------
+
+    def __call__(self, batches: list[Batch], step_index: int) -> Stats:
+        assert len(batches) == self.batches_per_step, (len(batches), self.batches_per_step)
+        stats = run_phases(self.phases, batches, step_index)
+        self._last_real = (None, None)
+        # EMA of G's weights; buffers (BatchNorm statistics) are copied
+        if self._ema is not None:
+            self._ema(list(self.G_ema.parameters()), list(self.G.parameters()), None)
+            with torch.no_grad():
+                for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
+                    b_ema.copy_(b)
+        return stats
+
+    # -- the phases' forwards ------------------------------------------------------------------
 
     def _reals(self, batch: Batch) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         x, y = batch
@@ -74,84 +152,49 @@ class GanStep:
         return z, c if c is not None else torch.randint(self.G.num_classes, (n,), device=self.device)
 
     def _d_input(self, x: torch.Tensor) -> torch.Tensor:
-        if self.loss.instance_noise > 0:
-            x = x + self.loss.instance_noise * torch.randn_like(x)
+        for term in self.loss.acting_in("D_input"):
+            x = term.transform(x)
         return x
 
-    # -- the update ----------------------------------------------------------------------------
-
-    def __call__(self, batches: list[Batch], step_index: int) -> dict[str, torch.Tensor]:
-        assert len(batches) == self.settings.n_critic
-        G, D, loss = self.G, self.D, self.loss
-        stats: dict[str, torch.Tensor] = {}
-
-        # D phase(s): G frozen, fakes detached; conditional fakes take the reals' labels, so D sees
-        # the data's class balance and the gradient penalty interpolates within one class
-        G.requires_grad_(False)
-        D.requires_grad_(True)
-        for batch in batches:
-            real, c_real = self._reals(batch)
-            z, c_fake = self._noise(real.shape[0], c_real)
-            with self.autocast():
-                fake = G(z, c_fake)
-                real_logits = D(self._d_input(real), c_real).float()
-                fake_logits = D(self._d_input(fake), c_fake).float()
-            d_loss = loss.objective.d_loss(real_logits, fake_logits, loss.real_label, loss.fake_label)
-            total = d_loss
-            if loss.gp_weight > 0:
-                with self.autocast():
-                    gp = gradient_penalty(D, real, fake.float(), c_real).float().mean()
-                total = total + loss.gp_weight * gp
-                stats["D/gp"] = gp.detach()
-            if loss.r1_gamma > 0 and step_index % loss.r1_every == 0:
-                with self.autocast():
-                    r1 = r1_penalty(D, real, c_real).float().mean()
-                # lazy regularization: scale by the interval so the average strength is unchanged
-                total = total + (loss.r1_gamma / 2) * loss.r1_every * r1
-                stats["D/r1"] = r1.detach()
-            self.opt_D.zero_grad(set_to_none=True)
-            self.scaler_D.scale(total).backward()
-            self.scaler_D.unscale_(self.opt_D)
-            stats["grad_norm/D"] = total_grad_norm(D)
-            self.scaler_D.step(self.opt_D)
-            self.scaler_D.update()
-
+    def _d_loss(self, batch: Batch, step_index: int, stats: Stats) -> torch.Tensor:
+        """D phase: G frozen; conditional fakes take the reals' labels, so D sees the data's class
+        balance and the gradient penalty interpolates within one class."""
+        real, c_real = self._reals(batch)
+        self._last_real = (real, c_real)
+        z, c_fake = self._noise(real.shape[0], c_real)
+        with self.autocast():
+            fake = self.G_forward(z, c_fake)
+            real_logits = self.D_features(self._d_input(real), c_real)[0].float()
+            fake_logits = self.D_features(self._d_input(fake), c_fake)[0].float()
+        objective = self.loss.objective
+        d_loss = objective.d_loss(real_logits, fake_logits, *self.loss.targets)
+        total = d_loss
+        ctx = DInputs(self.D, real, fake, c_real, c_fake, self.autocast)
+        for term in self.loss.acting_in("D"):
+            if term.due(step_index):
+                weighted, value = term.penalty(ctx)
+                total = total + weighted
+                if term.stat:
+                    stats[term.stat] = value.detach()
         stats["loss/D"] = d_loss.detach()
-        stats["D/D(x)"] = torch.sigmoid(real_logits).mean().detach()
-        stats["D/D(G(z))"] = torch.sigmoid(fake_logits).mean().detach()
-        stats["D/acc_real"] = (real_logits > 0).float().mean()
-        stats["D/acc_fake"] = (fake_logits < 0).float().mean()
-        stats["D/wasserstein"] = (real_logits.mean() - fake_logits.mean()).detach()
+        stats.update(objective.d_stats(real_logits, fake_logits))
+        return total
 
-        # G phase: D frozen
-        G.requires_grad_(True)
-        D.requires_grad_(False)
+    def _g_loss(self, batch: None, step_index: int, stats: Stats) -> torch.Tensor:
+        """G phase: D frozen; fresh noise (and uniform labels) of the D batches' size."""
+        real, c_real = self._last_real
         z, c_fake = self._noise(real.shape[0])
         with self.autocast():
-            fake = G(z, c_fake)
-            fake_logits, fake_feats = D.forward_features(self._d_input(fake), c_fake)
-        g_loss = loss.objective.g_loss(fake_logits.float())
+            fake = self.G_forward(z, c_fake)
+            fake_logits, fake_features = self.D_features(self._d_input(fake), c_fake)
+        g_loss = self.loss.objective.g_loss(fake_logits.float())
         total = g_loss
-        if loss.feature_matching > 0:
-            with torch.no_grad(), self.autocast():
-                _, real_feats = D.forward_features(self._d_input(real), c_real)
-            fm = F.mse_loss(fake_feats.float().mean(0), real_feats.float().mean(0))
-            total = total + loss.feature_matching * fm
-            stats["loss/feature_matching"] = fm.detach()
-        self.opt_G.zero_grad(set_to_none=True)
-        self.scaler_G.scale(total).backward()
-        self.scaler_G.unscale_(self.opt_G)
-        stats["grad_norm/G"] = total_grad_norm(G)
-        self.scaler_G.step(self.opt_G)
-        self.scaler_G.update()
-        D.requires_grad_(True)
+        ctx = GInputs(self.D_features, fake_features, real, c_real, self._d_input, self.autocast)
+        for term in self.loss.acting_in("G"):
+            if term.due(step_index):
+                weighted, value = term.penalty(ctx)
+                total = total + weighted
+                if term.stat:
+                    stats[term.stat] = value.detach()
         stats["loss/G"] = g_loss.detach()
-
-        # EMA of G's weights; buffers (BatchNorm statistics) are copied
-        if self.G_ema is not None:
-            with torch.no_grad():
-                ema_params = list(self.G_ema.parameters())
-                torch._foreach_lerp_(ema_params, list(G.parameters()), 1.0 - self.settings.ema_decay)
-                for b_ema, b in zip(self.G_ema.buffers(), G.buffers()):
-                    b_ema.copy_(b)
-        return stats
+        return total

@@ -1,0 +1,112 @@
+"""Regularizers and stabilizers, each declared once in its own module of this package.
+
+A regularizer is a frozen dataclass registered in `REGULARIZERS` under its name. The class says
+- `fields`: the `loss.*` config keys it reads (typed and commented in `LossConfig`, defaulted
+  once in `configs/loss/regularizers/default.yaml`);
+- `acts_in`: where the step applies it:
+    `D_input`  transforms what D sees, reals and fakes alike (`transform(x)`): instance noise;
+               a D-input augmentation such as DiffAugment is one more module here;
+    `targets`  the objective's real/fake targets (`targets()`): label smoothing;
+    `D`        adds a term to D's loss (`penalty(ctx: DInputs)`): gradient penalty, R1;
+    `G`        adds a term to G's loss (`penalty(ctx: GInputs)`): feature matching;
+- `stat`: the name its raw (unweighted) value is logged under, or None;
+- `every`: steps between evaluations (lazy regularization; the term scales itself);
+- what it needs of D (`per_sample`: no BatchNorm; `double_backward`) and whether it keeps a
+  critic Lipschitz (`makes_lipschitz`, read where an objective needs one).
+`from_config(cfg)` returns the active instance, or None when its weight is 0 (off).
+
+Adding one: a module here with `@REGULARIZERS.register("<name>")`, its field(s) in `LossConfig`
+and its default(s) in the one YAML above. Nothing else reads its fields.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass
+from typing import Callable, ClassVar, ContextManager, Optional
+
+import torch
+from torch import nn
+
+from ganrun.registry import Registry
+
+PLACES = ("D_input", "targets", "D", "G")
+
+
+@dataclass(frozen=True)
+class DInputs:
+    """What a D-phase term sees: D, the batch's reals and (G-frozen) fakes, their labels."""
+
+    D: nn.Module
+    real: torch.Tensor  # (N, ...) in the model range, flipped, before any D-input transform
+    fake: torch.Tensor
+    c_real: Optional[torch.Tensor]
+    c_fake: Optional[torch.Tensor]
+    autocast: Callable[[], ContextManager]
+
+
+@dataclass(frozen=True)
+class GInputs:
+    """What a G-phase term sees: D's features of the fakes, and the last D batch's reals."""
+
+    D_features: Callable  # (x, c) -> (logits, features), possibly compiled
+    fake_features: torch.Tensor  # (N, F)
+    real: torch.Tensor
+    c_real: Optional[torch.Tensor]
+    d_input: Callable[[torch.Tensor], torch.Tensor]  # the D-input transforms
+    autocast: Callable[[], ContextManager]
+
+
+class Regularizer:
+    """Base of the declared regularizers; subclasses are frozen dataclasses of their settings."""
+
+    fields: ClassVar[tuple[str, ...]] = ()
+    acts_in: ClassVar[str] = "D"
+    stat: ClassVar[Optional[str]] = None
+    per_sample: ClassVar[bool] = False  # a per-sample term: D must not mix samples (BatchNorm)
+    double_backward: ClassVar[bool] = False  # differentiates through ∇ₓD (no compiled D)
+    makes_lipschitz: ClassVar[bool] = False  # keeps a critic Lipschitz (what wasserstein needs)
+
+    @property
+    def name(self) -> str:
+        return next(n for n in REGULARIZERS.names() if REGULARIZERS.get(n) is type(self))
+
+    @property
+    def every(self) -> int:
+        return 1
+
+    def due(self, step_index: int) -> bool:
+        """Whether the term runs at this (host-side) step: a branch on the counter, never a tensor."""
+        return step_index % self.every == 0
+
+    @classmethod
+    def from_config(cls, cfg) -> Optional["Regularizer"]:
+        raise NotImplementedError
+
+    def check(self, objective) -> None:
+        """Raise UserError when this term makes no sense with `objective`."""
+
+    # acts_in "D" / "G": (weighted term added to the loss, raw value for `stat`)
+    def penalty(self, ctx) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    # acts_in "D_input"
+    def transform(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    # acts_in "targets": (real target, fake target)
+    def targets(self) -> tuple[float, float]:
+        raise NotImplementedError
+
+
+REGULARIZERS: Registry[type[Regularizer]] = Registry("regularizer")
+
+
+def discover() -> None:
+    """Import every module of this package: each registers its regularizer."""
+    for info in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{info.name}")
+
+
+discover()

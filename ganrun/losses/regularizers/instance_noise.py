@@ -1,0 +1,25 @@
+"""Instance noise: Gaussian noise of std σ on everything D sees, reals and fakes (Sønderby et al. 2017)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ganrun.losses.regularizers import REGULARIZERS, Regularizer
+
+
+@REGULARIZERS.register("instance_noise")
+@dataclass(frozen=True)
+class InstanceNoise(Regularizer):
+    std: float  # σ
+
+    fields = ("instance_noise",)
+    acts_in = "D_input"
+
+    @classmethod
+    def from_config(cls, cfg):
+        return cls(cfg.instance_noise) if cfg.instance_noise > 0 else None
+
+    def transform(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.std * torch.randn_like(x)

@@ -1,0 +1,70 @@
+"""The GAN update as a list of phases, built once, each run by the same function.
+
+A `Phase` names the network it trains, its optimizer and GradScaler, how many real batches it
+takes per step (D: `n_critic`, one update per batch; G: none, one update on fresh noise) and its
+forward, which returns the loss to minimize and reports its statistics. `run_phase` is the one
+sequence every phase follows:
+
+    zero_grad → requires_grad_ on its own module only → forward/backward → unscale → grad norm → step
+
+Lazy regularization (R1 every k steps) is a term of the D phase that is due on some steps only:
+a host-side branch on the step counter (`LossSpec.lazy`), never on a tensor, so every variant of
+the step can be captured as a CUDA graph.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+Batch = tuple[torch.Tensor, Optional[torch.Tensor]]  # (data in storage dtype, labels or None)
+Stats = dict[str, torch.Tensor]
+Forward = Callable[[Optional[Batch], int, Stats], torch.Tensor]  # (batch, step_index, stats) -> loss
+
+
+@dataclass
+class Phase:
+    name: str  # "D" or "G"; its gradient norm is logged as grad_norm/<name>
+    module: nn.Module  # the network this phase trains; every other one is frozen during it
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler  # fp16 loss scaling; a disabled scaler is a no-op
+    batches: int  # real batches per step, one update each; 0: one update that takes no batch
+    forward: Forward
+
+    @property
+    def updates(self) -> int:
+        return max(self.batches, 1)
+
+
+def total_grad_norm(module: nn.Module) -> torch.Tensor:
+    """‖∇θ‖₂ over all of `module`'s gradients, on the device (no host sync)."""
+    return torch.nn.utils.get_total_norm([p.grad for p in module.parameters() if p.grad is not None])
+
+
+def run_phase(phase: Phase, trained: list[nn.Module], batch: Optional[Batch], step_index: int, stats: Stats) -> None:
+    """One update of `phase.module`: the same sequence for every phase."""
+    phase.optimizer.zero_grad(set_to_none=True)
+    for module in trained:
+        module.requires_grad_(module is phase.module)
+    loss = phase.forward(batch, step_index, stats)
+    phase.scaler.scale(loss).backward()
+    phase.scaler.unscale_(phase.optimizer)
+    stats[f"grad_norm/{phase.name}"] = total_grad_norm(phase.module)
+    phase.scaler.step(phase.optimizer)
+    phase.scaler.update()
+
+
+def run_phases(phases: list[Phase], batches: list[Batch], step_index: int) -> Stats:
+    """Every phase in order, each on its share of `batches`; the trained modules end trainable."""
+    trained = [p.module for p in phases]
+    stats: Stats = {}
+    it = iter(batches)
+    for phase in phases:
+        for _ in range(phase.updates):
+            run_phase(phase, trained, next(it) if phase.batches else None, step_index, stats)
+    for module in trained:
+        module.requires_grad_(True)
+    return stats
