@@ -21,10 +21,10 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(if $(strip $(TORCH_SPEC)),$(PY) -m pip install -q $(TORCH_SPEC))
-	$(PY) -m pip install -q -e ".[test,export]"
+	$(PY) -m pip install -q -e ".[test,export,optuna]"
 	touch $(STAMP)
 
-install: $(STAMP) data ## create .venv and install ganrun with its test and export extras (and Fashion-MNIST)
+install: $(STAMP) data ## create .venv and install ganrun with its test, export and optuna extras (and Fashion-MNIST)
 
 data: ## Fashion-MNIST from Debian's dataset-fashion-mnist where apt and root are at hand
 	@if [ -f $(FASHION)/train-images-idx3-ubyte.gz ]; then :; \

@@ -29,7 +29,8 @@ def holds_run(run_dir: Path) -> bool:
 
 
 def check_run_dir(overrides: list[str], continues: Optional[Continues] = None) -> list[str]:
-    """Check that the run dir can be created, and that a sweep never reuses an earlier sweep's dir.
+    """Check that the run dir can be created. An earlier sweep's `hydra.sweep.dir` reruns that sweep
+    (finished jobs skipped, the others resumed from their last.pt: ganrun.sweeps.job).
 
     When `hydra.run.dir` already holds a run, `continues` (if given) decides: it returns extra
     overrides, or raises UserError. Returns the extra overrides for Hydra.
@@ -59,10 +60,7 @@ def check_run_dir(overrides: list[str], continues: Optional[Continues] = None) -
         raise UserError(f"{key}={given} cannot be created: {ancestor} is a file, not a directory")
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise UserError(f"{key}={given} is not writable (no write permission on {ancestor}); choose another {key}")
-    if multirun:
-        if (run_dir / "multirun.yaml").exists():
-            raise UserError(f"hydra.sweep.dir={given} already holds a sweep; choose another hydra.sweep.dir "
-                            "(ganrun never writes over an earlier sweep's runs)")
+    if multirun:  # an earlier sweep's dir: rerun it, skipping finished jobs, resuming the others (sweeps.job)
         return extra
     if ancestor != run_dir:  # Hydra will create it: a run refused in its job removes what was created
         created = next(p for p in (run_dir, *run_dir.parents) if p.parent == ancestor)
@@ -168,7 +166,7 @@ def check_train_run_dir(overrides: list[str]) -> list[str]:
     """`check_run_dir`, refusing a run dir that holds an earlier run's checkpoints unless resumed in place.
 
     `hydra.run.dir=<dir of an earlier run>` is allowed only to continue that run in place
-    (`trainer.resume=<the same dir>`); its original `.hydra/` is then kept and this invocation's
+    (`trainer.resume=<the same dir>` or `trainer.resume=auto`); its original `.hydra/` is then kept and this invocation's
     config goes to `.hydra/resume-<time>/` (returned as an extra override).
     """
     return check_run_dir(overrides, continues=_resumes_in_place)
@@ -177,11 +175,11 @@ def check_train_run_dir(overrides: list[str]) -> list[str]:
 def _resumes_in_place(run_dir: Path, given: str, values: dict[str, Any]) -> list[str]:
     resume = values.get("trainer.resume")
     if isinstance(resume, str):
-        from ganrun.train.checkpoint import CHECKPOINT_DIR, LAST
+        from ganrun.train.checkpoint import AUTO_RESUME, CHECKPOINT_DIR, LAST
 
-        # in place: the run dir itself (its newest checkpoint that verifies) or its last.pt
-        if Path(resume).expanduser().absolute().resolve() in (run_dir.resolve(),
-                                                               (run_dir / CHECKPOINT_DIR / LAST).resolve()):
+        # in place: resume=auto, the run dir itself (its newest checkpoint that verifies) or its last.pt
+        if resume == AUTO_RESUME or Path(resume).expanduser().absolute().resolve() in (
+                run_dir.resolve(), (run_dir / CHECKPOINT_DIR / LAST).resolve()):
             # the run's own .hydra/ is kept; this invocation's record goes beside it
             return [f"++hydra.job.env_set.{RECORD_ENV}=.hydra/resume-{time.strftime('%Y%m%d-%H%M%S')}"]
     raise UserError(f"hydra.run.dir={given} already holds a run (checkpoints/); choose another hydra.run.dir, "

@@ -199,19 +199,6 @@ def unchanged(tmp: Path, shared: Shared) -> None:
     assert sorted(p.name for p in (shared.run / ".hydra").iterdir()) == ["config.yaml", "hydra.yaml", "overrides.yaml"]
 
 
-def earlier_sweep(tmp: Path) -> Path:
-    sweep = tmp / "sweep"
-    (sweep / "0_seed=0").mkdir(parents=True)
-    (sweep / "multirun.yaml").write_text("earlier sweep\n")
-    return sweep
-
-
-def sweep_unchanged(tmp: Path, shared: Shared) -> None:
-    sweep = tmp / "sweep"
-    assert sorted(p.name for p in sweep.iterdir()) == ["0_seed=0", "multirun.yaml"]
-    assert (sweep / "multirun.yaml").read_text() == "earlier sweep\n" and not any((sweep / "0_seed=0").iterdir())
-
-
 def a_file(tmp: Path) -> Path:
     path = tmp / "afile"
     path.write_text("not a folder\n")
@@ -323,8 +310,7 @@ CASES = [
     Case("run-dir-resuming-another-checkpoint",
          lambda t, s: [f"trainer.resume={s.run / 'checkpoints' / 'step_0000002.pt'}", f"hydra.run.dir={s.run}"],
          r"hydra\.run\.dir=.* already holds a run", check=unchanged, kind="run dir"),
-    Case("sweep-dir-of-earlier-sweep", lambda t, s: ["-m", *RING, "seed=0,1", f"hydra.sweep.dir={earlier_sweep(t)}"],
-         r"hydra\.sweep\.dir=.* already holds a sweep", check=sweep_unchanged, kind="run dir"),
+    # an earlier sweep's hydra.sweep.dir is no error: the sweep reruns (tests/test_sweeps.py)
     Case("run-dir-under-a-file", lambda t, s: [*RING, f"hydra.run.dir={a_file(t) / 'run'}"],
          r"hydra\.run\.dir=.* cannot be created: .*afile is a file, not a directory", kind="run dir"),
 ]

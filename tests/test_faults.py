@@ -523,7 +523,8 @@ def test_a_sweep_writes_only_inside_its_job_dirs(tmp_path, cli):
     assert list(cwd.iterdir()) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cwd", "sweep"]
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
-    assert sorted(p.name for p in sweep.iterdir() if p.is_file()) == ["multirun.yaml"]
+    assert sorted(p.name for p in sweep.iterdir() if p.is_file()) == [  # Hydra's record and the sweep report
+        "multirun.yaml", "report.csv", "report.md", "report.png"]
     assert [p.name.split("_", 1)[0] for p in jobs] == ["0", "1"]
     for i, job in enumerate(jobs):
         assert load(job / "checkpoints" / "last.pt")["config"]["seed"] == i

@@ -31,6 +31,7 @@ class Command:
     help: str
     actions: tuple[str, ...] = ()  # sub-commands (`ganrun features fit`), passed as `action=<name>`
     prepare: str = "ganrun.rundir:check_run_dir"  # "module:function": overrides -> extra overrides
+    positional: str = ""  # a first argument that is no override is this key's value (`ganrun report DIR` → dir=DIR)
 
 
 COMMANDS: Registry[Command] = Registry("command")
@@ -44,3 +45,6 @@ COMMANDS.register("features")(Command("ganrun.commands.features:run",
                                       "fit (and cache) the domain feature network for a dataset", ("fit",)))
 COMMANDS.register("export")(Command("ganrun.commands.export:run",
                                     "write the generator as ONNX, TorchScript or a state dict, checked for parity"))
+COMMANDS.register("report")(Command("ganrun.commands.report:run",
+                                    "rank the runs of a sweep dir, run dir or outputs/: table, report.md/csv/png",
+                                    positional="dir"))

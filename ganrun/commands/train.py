@@ -12,7 +12,7 @@ from ganrun.atomic import atomic_write_bytes
 from ganrun.config.compose import to_typed
 from ganrun.config.schema import TrainAppConfig
 from ganrun.data import to_model_range
-from ganrun.errors import Interrupted
+from ganrun.errors import Interrupted, user_error_message
 from ganrun.evaluation import Evaluator
 from ganrun.models import count_parameters
 from ganrun.observe.console import Console, FractionProgress, print_config_tree
@@ -23,6 +23,7 @@ from ganrun.observe.tensorboard import TensorBoard
 from ganrun.rundir import RECORD_ENV, own, remove_if_created
 from ganrun.runtime import pick_device
 from ganrun.shell import command, override
+from ganrun.sweeps.record import Tracker
 from ganrun.train import checkpoint as ckpt
 from ganrun.train.build import BuiltRun, build_run
 from ganrun.train.jobs import RunJobs
@@ -31,19 +32,37 @@ from ganrun.train.resume import check_run_dir_free, clean_stale_writes, restore,
 
 
 def run(cfg: DictConfig) -> Optional[float]:
-    """Hydra task function: the run dir and overrides come from Hydra's runtime config."""
+    """Hydra task function: the run dir and overrides come from Hydra's runtime config.
+
+    Returns the run's best primary metric (what a sweeper minimizes; +inf for a diverged or
+    failed sweep job); result.json records the verdict (ganrun.sweeps.job).
+    """
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from ganrun.sweeps.job import SweepJob, run_job
 
     hc = HydraConfig.get()
-    run_dir = Path(hc.runtime.output_dir)
+    run_dir, overrides = Path(hc.runtime.output_dir), list(hc.overrides.task)
+    sweep = None
+    if hc.mode == RunMode.MULTIRUN:
+        sweep = SweepJob(hc.job.num, hc.launcher, cfg.device.name, cfg.trainer.jobs_per_gpu)
+        if cfg.trainer.resume is None:  # a rerun of the sweep continues this job from its own last.pt
+            cfg.trainer.resume = ckpt.AUTO_RESUME
     with own(run_dir):  # this run's, for its whole life: a second run here is refused, naming this PID
         try:
-            result = train(cfg, run_dir=run_dir, overrides=list(hc.overrides.task),
-                           on_ready=lambda: write_record(run_dir, cfg, hc))
+            return run_job(lambda tracker: train(cfg, run_dir, overrides, tracker,
+                                                 on_ready=lambda: write_record(run_dir, cfg, hc)),
+                           run_dir, overrides, classify_failure, sweep=sweep,
+                           tensorboard=bool(cfg.logger.tensorboard))
         except BaseException:
             remove_if_created(run_dir)  # a refused run leaves no trace (the dirs are removed only if empty)
             raise
-    return result.get("loss/G")
+
+
+def classify_failure(exc: BaseException) -> tuple[str, Optional[str]]:
+    """A job's failure for its result.json: diverged or failed, and the user-error line (None: a bug)."""
+    return ("diverged" if isinstance(exc, TrainingDiverged) else "failed"), user_error_message(exc)
 
 
 def write_record(run_dir: Path, cfg: DictConfig, hc) -> None:
@@ -63,14 +82,16 @@ def write_record(run_dir: Path, cfg: DictConfig, hc) -> None:
         atomic_write_bytes(folder / name, OmegaConf.to_yaml(node).encode())
 
 
-def train(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = (),
+def train(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = (), tracker: Optional[Tracker] = None,
           on_ready: Optional[Callable[[], None]] = None) -> dict[str, float]:
     """Train a GAN as `cfg` (the composed train config) says; write everything into `run_dir`.
 
-    `on_ready` is called once every check passed (config, data, sizes, checkpoint), before the
-    first file is written. Returns the last logged scalars (and metrics, when evaluation is on).
+    `tracker` (ganrun.sweeps.record) follows the run for its result.json. `on_ready` is called once
+    every check passed (config, data, sizes, checkpoint), before the first file is written.
+    Returns the last logged scalars (and metrics, when evaluation is on).
     """
     resumed: Optional[dict[str, Any]] = None
+    cfg.trainer.resume = ckpt.auto_resume(cfg.trainer.resume, run_dir)
     if cfg.trainer.resume:
         cfg, resumed, overrides = resume_config(cfg, overrides)
     c: TrainAppConfig = to_typed(cfg, TrainAppConfig)  # fail on a bad value before touching anything
@@ -93,8 +114,11 @@ def train(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = (),
     jobs = _jobs(c, cfg, built, run_dir, console, tb, overrides, model_id, start_step, notes)
     if resumed is not None:
         jobs.best = resumed.get("best_metric")
+    jobs.tracker = tracker
     if start_step == 0:
         jobs.samples(0)
+    if tracker is not None:
+        tracker.begin(resumed.get("result") if resumed is not None else None)
 
     step_fn = built.step_fn(c.trainer.compile, c.device.channels_last,
                             notify=lambda text: console.message(text, style="warning"))

@@ -92,9 +92,10 @@ class TrainerConfig:
     sample_every: int = 500  # steps between sample grids; 0: only at the end
     checkpoint_every: int = 1000  # steps between checkpoints/last.pt; the end always saves
     keep_last: int = 1  # how many step-numbered checkpoints to keep besides last.pt and best.pt
-    resume: Optional[str] = None  # checkpoint file or run dir to continue from
+    resume: Optional[str] = None  # checkpoint file or run dir to continue from; auto: the run dir's own last.pt if any
     compile: str = "none"  # none, graph (CUDA graph of the step) or inductor (torch.compile)
     num_sample_images: int = 64  # images in the fixed-noise sample grid
+    jobs_per_gpu: int = 1  # sweeps: consecutive jobs sharing one GPU; job j trains on GPU (j // jobs_per_gpu) mod k
 
 
 @dataclass
@@ -180,3 +181,10 @@ class ExportAppConfig:
     out: Optional[str] = None  # output file; None: <run dir>/export/generator_<step><suffix of the format>
     overwrite: bool = False  # replace an existing output file
     tolerance: float = 1e-4  # largest allowed max abs difference from eager G in the parity check
+
+
+@dataclass
+class ReportAppConfig:
+    dir: str = MISSING  # a sweep dir, a run dir, or outputs/
+    out: Optional[str] = None  # folder for report.md/csv/png; None: dir itself
+    images: bool = True  # write report.png (contact sheet of the runs' last samples)

@@ -9,7 +9,8 @@ stored by `register_configs()`, called explicitly before composing; importing th
 
 from hydra.core.config_store import ConfigStore
 
-from ganrun.config.schema import (GROUPS, EvalAppConfig, ExportAppConfig, FeaturesAppConfig, SampleAppConfig,
+from ganrun.config.schema import (GROUPS, EvalAppConfig, ExportAppConfig, FeaturesAppConfig, ReportAppConfig,
+                                  SampleAppConfig,
                                   TrainAppConfig)
 
 MODEL_SCHEMA_PREFIX = "schema_model_"
@@ -24,6 +25,7 @@ def register_configs() -> None:
     cs.store(name="app_sample", node=SampleAppConfig)
     cs.store(name="app_features", node=FeaturesAppConfig)
     cs.store(name="app_export", node=ExportAppConfig)
+    cs.store(name="app_report", node=ReportAppConfig)
 
 
 def store_model_schema(name: str, schema: type) -> None:

@@ -158,6 +158,7 @@ def validate_trainer(t) -> None:
     _positive("trainer.keep_last", t.keep_last, allow_zero=True)
     _one_of("trainer.compile", t.compile, ["none", "graph", "inductor"])
     _positive("trainer.num_sample_images", t.num_sample_images)
+    _positive("trainer.jobs_per_gpu", t.jobs_per_gpu)
 
 
 def validate_logger(lg) -> None:

@@ -250,3 +250,19 @@ def check_identity(state: dict[str, Any], expected: dict[str, Any]) -> None:
         diffs = [f"{k}: checkpoint {found.get(k)!r} vs config {expected.get(k)!r}"
                  for k in expected if found.get(k) != expected.get(k)]
         raise UserError(f"checkpoint {state.get('path')} is for another model ({'; '.join(diffs)})")
+
+
+AUTO_RESUME = "auto"  # trainer.resume=auto: continue the run in its own dir when it holds last.pt
+
+
+def auto_resume(resume: Optional[str], run_dir: str | Path) -> Optional[str]:
+    """What `trainer.resume` means for the run in `run_dir`.
+
+    `auto`: the run dir's own checkpoints/last.pt when it exists (a rerun of a killed or
+    preempted job continues where it stopped), else None (a fresh start). Any other value (a
+    checkpoint file, a run dir, None) is returned as it is.
+    """
+    if resume != AUTO_RESUME:
+        return resume
+    last = Path(run_dir) / CHECKPOINT_DIR / LAST
+    return str(last) if last.is_file() else None

@@ -44,6 +44,7 @@ class RunJobs:
     stop: StopOnSignal = field(default_factory=StopOnSignal)  # long host work runs in stop.now(...)
     health: Optional[Health] = None
     best: Optional[float] = None  # best primary metric so far (lower is better)
+    tracker: Any = None  # ganrun.sweeps.record.Tracker: the run's record for result.json; None: none kept
     last_saved: Optional[Path] = None  # the newest checkpoint this run wrote
     _evaluator: Any = None
 
@@ -54,6 +55,8 @@ class RunJobs:
     def log(self, step: int, values: dict[str, float]) -> None:
         self.tb.scalars(step, values)
         self.console.log(step, values)
+        if self.tracker:
+            self.tracker.logged(step, values)
         self._warn(step, self.health.check_scalars(values) if self.health else [])
 
     def _warn(self, step: int, warnings: list[str]) -> None:
@@ -87,6 +90,8 @@ class RunJobs:
         if self.health:
             self._warn(step, self.health.check_metrics(results))
         name, sign = ev.primary()
+        if self.tracker:
+            self.tracker.evaluated(step, nimg, name, results, {**ev.record(), "resolution": list(self.dataset.spec.shape)})
         value = sign * results[name]
         if self.best is None or value < self.best:
             self.best = value
@@ -112,6 +117,7 @@ class RunJobs:
             "fixed_z": self.fixed_z.cpu(),
             "fixed_c": None if self.fixed_c is None else self.fixed_c.cpu(),
             "best_metric": self.best,
+            "result": None if self.tracker is None else self.tracker.state_dict(),
             **self.record,
         }
 
@@ -123,6 +129,8 @@ class RunJobs:
                 raise TrainingDiverged(f"the weights of {name} became NaN/Inf by step {step}; training stopped "
                                        "before writing them")
         folder = self.run_dir / ckpt.CHECKPOINT_DIR
+        if self.tracker:
+            self.tracker.saved(step, nimg)
         state = self.state(step, nimg)
         if self.keep_last > 0 and step % self.checkpoint_every == 0:
             ckpt.save_checkpoint(folder / f"step_{step:07d}.pt", state)
