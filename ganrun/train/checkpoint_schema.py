@@ -195,6 +195,7 @@ SCHEMA = record({
     "overrides": listof(text()),
     "model_id": MODEL_ID,
     "spec": SPEC,
+    "result": optional(record({}, extra=any_plain)),  # the run's result.json tracker (ganrun.sweeps.record)
 })
 
 
