@@ -380,7 +380,7 @@ def test_case_counts():
     kinds = {}
     for case in CASES:
         kinds[case.kind] = kinds.get(case.kind, 0) + 1
-    assert kinds == {"config": 7, "data": 12, "checkpoint": 15, "run dir": 4}, kinds
+    assert kinds == {"config": 7, "data": 12, "checkpoint": 15, "run dir": 3}, kinds
 
 
 # -- inputs that are accepted, with a documented behaviour ----------------------------------------

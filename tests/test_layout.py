@@ -11,9 +11,9 @@ PACKAGE = Path(__file__).resolve().parent.parent / "ganrun"
 # Each package or module may import only from packages in lower layers (or its own package).
 LAYERS = [
     {"errors", "registry", "atomic", "config", "shell"},
-    {"data", "models", "losses", "metrics", "optim"},
+    {"data", "models", "losses", "metrics", "optim", "memory", "outputs"},
     {"runtime"},
-    {"observe", "evaluation", "train", "rundir"},
+    {"observe", "evaluation", "train", "rundir", "sweeps"},
     {"commands"},
     {"completion", "help"},  # the CLI's edges: tab completion, the --help page
     {"cli", "__main__"},

@@ -60,7 +60,7 @@ def _q(text: str) -> str:
 
 @pytest.mark.skipif(BASH is None, reason="needs bash")
 def test_bash_completion_of_commands_groups_options_and_keys(shim):
-    assert complete(shim, "ganrun ") == ["eval", "export", "features", "sample", "train", "--help", "--version"]
+    assert complete(shim, "ganrun ") == ["eval", "export", "features", "report", "sample", "train", "--help", "--version"]
     assert complete(shim, "ganrun tr") == ["train"]
     assert "model=" in complete(shim, "ganrun train mod")
     assert complete(shim, "ganrun train model=") == [f"model={n}" for n in MODELS.names()]
@@ -127,7 +127,7 @@ def test_train_log_keeps_the_console_lines_and_rates_have_units(ganrun, tmp_path
     step_lines = [line for line in lines if line.startswith("step ")]
     assert step_lines, lines
     for line in step_lines:  # e.g. "step 5/10  312 img/s  20 steps/s ..." or "... 0.52 steps/s" or "1.8 s/step"
-        assert re.search(r"\d(\.\d+)?[kM]? img/s  (\d(\.\d+)?[kM]? steps/s|\d(\.\d+)? s/step)  loss/D", line), line
+        assert re.search(r"\d+(\.\d+)?[kM]? img/s  (\d+(\.\d+)?[kM]? steps/s|\d+(\.\d+)? s/step)  loss/D", line), line
         assert "0.0k img/s" not in line
     log = (run / "train.log").read_text().splitlines()
     assert log == lines, (log, lines)  # every console line, in order
