@@ -25,6 +25,17 @@ try:  # property tests (tests/test_properties.py): the same examples on every ru
 except ImportError:  # hypothesis is in the test extras; without it only test_properties.py is skipped
     pass
 
+def subprocess_env() -> dict:
+    """The environment of a `python -m ganrun` the tests start: this checkout first on the path, no
+    GANRUN_DATA of the caller's, one OpenMP thread (tiny models: threads only spin against each
+    other on a shared box)."""
+    e = dict(os.environ)
+    e.pop("GANRUN_DATA", None)
+    e["PYTHONPATH"] = str(ROOT) + os.pathsep + e.get("PYTHONPATH", "")
+    e.setdefault("OMP_NUM_THREADS", "1")
+    return e
+
+
 # Tiny and fast: CPU, few steps, no config tree, plain progress.
 FAST = [
     "device=cpu",
