@@ -82,19 +82,37 @@ def family_comments(option: str) -> dict[str, str]:
                     schema = kw["schema"].id
         for node in tree.body:
             if isinstance(node, ast.ClassDef) and node.name == schema:
-                out = {}
-                for item in node.body:
-                    if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
-                        c = COMMENT.search(lines[item.lineno - 1])
-                        if c:
-                            out[f"model.{item.target.id}"] = c.group(1).strip()
-                return out
+                return _field_comments(node, lines, "model")
     return {}
 
 
+def _field_comments(node: ast.ClassDef, lines: list[str], prefix: str) -> dict[str, str]:
+    out = {}
+    for item in node.body:
+        if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
+            c = COMMENT.search(lines[item.lineno - 1])
+            if c:
+                out[f"{prefix}.{item.target.id}"] = c.group(1).strip()
+    return out
+
+
+def regularizer_comments() -> dict[str, str]:
+    """Comments of every regularizer's `Keys` fields (ganrun/losses/regularizers/*.py), as `loss.<key>`,
+    read from the source so --help does not import torch."""
+    out: dict[str, str] = {}
+    for path in sorted((Path(__file__).resolve().parent / "losses" / "regularizers").glob("*.py")):
+        source = path.read_text()
+        lines = source.splitlines()
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.ClassDef) and node.name == "Keys":
+                out.update(_field_comments(node, lines, "loss"))
+    return out
+
+
 def comments(config_dir: Path, config_name: str, choices: dict[str, str]) -> dict[str, str]:
-    """Every key's comment: the schema's, then the primary YAML's, then the chosen options' (which win)."""
-    out = schema_comments()
+    """Every key's comment: the schema's and the regularizers', then the primary YAML's, then the
+    chosen options' (which win)."""
+    out = {**schema_comments(), **regularizer_comments()}
     if choices.get("model"):
         out.update(family_comments(choices["model"]))
     out.update(yaml_comments(config_dir / f"{config_name}.yaml", ""))
