@@ -11,9 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow  # kept out of the fast suite for time; `make test-full` runs it
 def test_throughput_benchmark_runs_on_cpu_and_writes_json(tmp_path, cli_env):
     out = tmp_path / "throughput.json"
     proc = subprocess.run(

@@ -87,7 +87,12 @@ WRITES = {"the first checkpoint (step_0000010.pt)": 1, "the first last.pt": 2,
           "a later step file": 3, "a later last.pt": 6}  # atomic writes: step_10, last, step_20, last, ...
 
 
-@pytest.mark.parametrize("which", list(WRITES), ids=["first-step-file", "first-last", "later-step-file", "later-last"])
+@pytest.mark.parametrize("which", [
+    pytest.param("the first checkpoint (step_0000010.pt)", id="first-step-file"),
+    pytest.param("the first last.pt", id="first-last", marks=pytest.mark.slow),
+    pytest.param("a later step file", id="later-step-file", marks=pytest.mark.slow),
+    pytest.param("a later last.pt", id="later-last"),
+])
 def test_kill_9_inside_a_checkpoint_write_then_continue_in_place(which, reference, tmp_path, cli):
     nth = WRITES[which]
     at = random.Random(f"{SEED}-{nth}").randrange(0, 4_000_000)  # a checkpoint here is about 10 MB

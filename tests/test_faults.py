@@ -349,6 +349,7 @@ def test_unwritable_run_dir_is_one_line(tmp_path, cli):
                         r.stderr.strip())
 
 
+@pytest.mark.slow  # kept out of the fast suite for time; `make test-full` runs it
 def test_keep_last_keeps_the_newest_k_step_files_plus_last_and_best(tmp_path, cli):
     run = tmp_path / "run"
     r = cli.run(["train", *QUICK, "trainer.max_steps=50", "trainer.checkpoint_every=10", "trainer.keep_last=2",
@@ -486,6 +487,7 @@ def test_a_writer_killed_mid_write_leaves_a_whole_checkpoint(tmp_path):
 
 # -- concurrency ---------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # kept out of the fast suite for time; `make test-full` runs it
 def test_two_runs_started_in_the_same_second_get_their_own_dirs(tmp_path, cli):
     # the worst case: the run dir's time part is dropped, only the random run id tells them apart
     pattern = "hydra.run.dir=outputs/same-second-${ganrun_run_id:}"

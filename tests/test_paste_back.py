@@ -83,6 +83,7 @@ def test_resume_line_after_sigint_pastes_back(tmp_path, shell):
     assert torch.load(new_dir / "checkpoints" / "last.pt", weights_only=True)["step"] == 40
 
 
+@pytest.mark.slow  # kept out of the fast suite for time; `make test-full` runs it
 def test_divergence_hint_and_run_dir_refusal_paste_back(ganrun, tmp_path, shell):
     run = tmp_path / ODD
     first = ganrun("train", *RING, "logger.progress=plain", "trainer.max_steps=3", override("hydra.run.dir", str(run)))
