@@ -5,7 +5,11 @@ takes per step (D: `n_critic`, one update per batch; G: none, one update on fres
 forward, which returns the loss to minimize and reports its statistics. `run_phase` is the one
 sequence every phase follows:
 
-    zero_grad → requires_grad_ on its own module only → forward/backward → unscale → grad norm → step
+    zero_grad → requires_grad_ on its own module only → forward/backward → sync → unscale → grad norm → step
+
+`sync` is the one place where several ranks meet in a step: the mean of the phase's gradients over
+the ranks (`Dist.average_grads`, a no-op on one process), once per update, after the backward of
+the whole phase loss, so the gradient penalty's and R1's gradients are averaged with the rest.
 
 Lazy regularization (R1 every k steps) is a term of the D phase that is due on some steps only:
 a host-side branch on the step counter (`LossSpec.lazy`), never on a tensor, so every variant of
@@ -33,6 +37,7 @@ class Phase:
     scaler: torch.amp.GradScaler  # fp16 loss scaling; a disabled scaler is a no-op
     batches: int  # real batches per step, one update each; 0: one update that takes no batch
     forward: Forward
+    sync: Callable[[nn.Module], None] = lambda module: None  # gradients averaged over the ranks, in place
 
     @property
     def updates(self) -> int:
@@ -51,6 +56,7 @@ def run_phase(phase: Phase, trained: list[nn.Module], batch: Optional[Batch], st
         module.requires_grad_(module is phase.module)
     loss = phase.forward(batch, step_index, stats)
     phase.scaler.scale(loss).backward()
+    phase.sync(phase.module)
     phase.scaler.unscale_(phase.optimizer)
     stats[f"grad_norm/{phase.name}"] = total_grad_norm(phase.module)
     phase.scaler.step(phase.optimizer)
