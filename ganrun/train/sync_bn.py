@@ -1,7 +1,7 @@
 """`model.sync_bn=true`: BatchNorm whose batch statistics span every rank's slice of the batch.
 
 torch's nn.SyncBatchNorm has GPU kernels only, so ganrun computes the same statistics from one
-differentiable all-reduce per layer (torch.distributed.nn), on NCCL and gloo alike: the
+differentiable all-reduce per layer (`_SumOverRanks`), on NCCL and gloo alike: the
 per-channel sum, sum of squares and count of this rank's slice are summed over the ranks, and
 the normalization, its gradient (and a gradient penalty's double backward through it) follow
 by autograd. N ranks then normalize exactly as one process does over the global batch. The
@@ -13,6 +13,24 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
+
+class _SumOverRanks(torch.autograd.Function):
+    """y = Σ_ranks x, differentiable (the gradient is the sum of the ranks' gradients, itself
+    differentiable for a double backward). torch.distributed.nn's all_reduce does the same and is
+    deprecated in favour of functional collectives, which do not differentiate eagerly on gloo."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as td
+
+        y = x.clone()
+        td.all_reduce(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return _SumOverRanks.apply(grad.contiguous())
 
 
 class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
@@ -27,13 +45,11 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
 
         if not (self.training and td.is_available() and td.is_initialized() and td.get_world_size() > 1):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
         c = x.shape[1]
         dims = [0, *range(2, x.dim())]
         xf = x.float()
         count = torch.full((1,), x.numel() / c, device=x.device, dtype=torch.float32)
-        stats = all_reduce(torch.cat([xf.sum(dims), xf.square().sum(dims), count]))  # summed over ranks
+        stats = _SumOverRanks.apply(torch.cat([xf.sum(dims), xf.square().sum(dims), count]))  # summed over ranks
         n = stats[-1]
         mean = stats[:c] / n
         var = (stats[c : 2 * c] / n - mean.square()).clamp_min(0)  # biased, as BatchNorm normalizes
