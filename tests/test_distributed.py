@@ -138,3 +138,40 @@ def test_batch_size_help_says_it_is_global():
     assert "global" in line
     assert "global" in open(os.path.join(os.path.dirname(schema.__file__), "..", "..", "configs", "trainer",
                                          "default.yaml")).read().split("batch_size:")[1].splitlines()[0]
+
+
+def test_the_steps_draws_on_each_rank_are_its_slice_of_the_one_process_draws(monkeypatch):
+    """Flips, z, labels, instance noise and the gradient penalty's weights: rank r of 2 draws
+    rows r·n … (r+1)·n of what one process draws for the global batch of 2n (same RNG state)."""
+    from ganrun.config.schema import LossConfig, OptimizerConfig
+    from ganrun.data import DataSpec
+    from ganrun.losses import DInputs, build_loss
+    from ganrun.losses.regularizers import gradient_penalty as gp_module
+    from ganrun.models import build_models, model_config
+    from ganrun.optim import build_optimizers
+    from ganrun.train.step import GanStep, StepSettings
+
+    spec = DataSpec(name="tiny", kind="image", shape=(1, 4, 4), num_classes=10, size=64)
+    torch.manual_seed(0)
+    G, D = build_models(model_config("mlp", conditional=True, dropout=0.0), spec)  # labels are drawn too
+    opt_G, opt_D = build_optimizers(OptimizerConfig(name="adam"), G, D)
+    loss = build_loss(LossConfig(name="wasserstein", gp_weight=10.0, instance_noise=0.1))
+    cpu, n = torch.device("cpu"), 4
+    x = torch.randint(0, 256, (2 * n, *spec.shape), dtype=torch.uint8)
+
+    def draws(dist: Dist, batch: torch.Tensor) -> list[torch.Tensor]:
+        torch.manual_seed(7)
+        step = GanStep(G, D, None, loss, opt_G, opt_D, StepSettings(1, 0.0, True, "fp32"), cpu, dist)
+        real, _ = step._reals((batch, None))  # flips
+        z, c = step._noise(len(batch))  # z and uniform labels
+        noisy = step._d_input(real)  # instance noise
+        seen = {}
+        monkeypatch.setattr(gp_module, "gradient_penalty", lambda *a, eps, **k: seen.setdefault("eps", eps).sum())
+        loss.get("gradient_penalty").penalty(DInputs(D, real, real, c, c, step.autocast, dist.rand))
+        return [real, z, c, noisy - real, seen["eps"]]  # the last: the penalty's interpolation weights
+
+    one = draws(Dist(), x)
+    for r in (1, 0):  # rank 1 first: a draw of n (not 2n) rows would give it rank 0's rows
+        mine = draws(Dist(rank=r, world_size=2), x[r * n : (r + 1) * n])
+        for name, a, b in zip(("flips", "z", "labels", "instance noise", "gp eps"), mine, one):
+            assert torch.allclose(a, b[r * n : (r + 1) * n]), name
