@@ -138,6 +138,20 @@ def test_a_signal_to_one_rank_stops_every_rank(tmp_path, cli_env):
     assert "stopped by SIGTERM after step" in err
 
 
+@pytest.mark.slow
+def test_torchrun_trains_one_run_on_its_processes(tmp_path, cli_env):
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "ganrun", "train",
+                        *RING, "trainer.max_steps=30", "trainer.devices=2", "hydra.run.dir=run"],
+                       cwd=tmp_path, env=cli_env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("2 × cpu (gloo), batch 32 = 2 × 16 per rank") == 1  # rank 0 alone speaks
+    from ganrun.sweeps.record import read_result
+    from ganrun.train.checkpoint import load_checkpoint
+
+    assert read_result(tmp_path / "run")["status"] == "done" and load_checkpoint(tmp_path / "run")["step"] == 30
+    assert (tmp_path / "run/.hydra/config.yaml").is_file()
+
+
 def test_torchrun_needs_a_fixed_run_dir(ganrun, cli_env):
     env = {**cli_env, "RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0"}
     r = ganrun("train", "dataset=ring8", "device=cpu", env=env)
