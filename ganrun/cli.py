@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # a signal before training's own handler takes over, or in eval/sample: stop at once, one line
     with one_line_errors(), StopOnSignal(defer=False, phase=PHASES.get(name, f"ganrun {name}")):
+        import ganrun.losses  # noqa: F401  (the regularizers store the loss schema)
         import ganrun.models  # noqa: F401  (the model families store their schemas, which composing needs)
         from ganrun.config.overrides import check_group_choices, prevalidate
 
@@ -121,6 +122,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _complete(name: str, args: list[str]) -> None:
     """Hydra's completion of command `name` (its app composes, so the model families' schemas are needed)."""
+    import ganrun.losses  # noqa: F401  (the regularizers store the loss schema)
     import ganrun.models  # noqa: F401
 
     _run_hydra(name, lambda cfg: None, args)

@@ -108,6 +108,7 @@ def ganrun(tmp_path, cli_env):
 @pytest.fixture
 def compose_train():
     """compose_train([...overrides]) → the composed train DictConfig."""
+    import ganrun.losses  # noqa: F401  (the regularizers store the loss schema)
     import ganrun.models  # noqa: F401  (the model families store their schemas)
     from ganrun.config.compose import compose
 
