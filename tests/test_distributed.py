@@ -83,6 +83,7 @@ def _bn_worker(rank: int, port: int, x: torch.Tensor, folder: str) -> None:
     td.destroy_process_group()
 
 
+@pytest.mark.slow  # ~12 s; the CLI parity test (model.sync_bn=true, a BatchNorm G) covers it too
 def test_sync_bn_over_two_gloo_ranks_matches_batchnorm_on_the_whole_batch(tmp_path):
     import multiprocessing as mp
 
@@ -143,9 +144,9 @@ def test_batch_size_help_says_it_is_global():
 def test_the_steps_draws_on_each_rank_are_its_slice_of_the_one_process_draws(monkeypatch):
     """Flips, z, labels, instance noise and the gradient penalty's weights: rank r of 2 draws
     rows r·n … (r+1)·n of what one process draws for the global batch of 2n (same RNG state)."""
-    from ganrun.config.schema import LossConfig, OptimizerConfig
+    from ganrun.config.schema import OptimizerConfig
     from ganrun.data import DataSpec
-    from ganrun.losses import DInputs, build_loss
+    from ganrun.losses import DInputs, LossConfig, build_loss
     from ganrun.losses.regularizers import gradient_penalty as gp_module
     from ganrun.models import build_models, model_config
     from ganrun.optim import build_optimizers
