@@ -98,7 +98,9 @@ def main(argv: list[str] | None = None) -> None:
         overrides = [f"action={overrides[0]}", *overrides[1:]]
     if command.positional and overrides and not overrides[0].startswith("-") and (
             "=" not in overrides[0] or os.path.exists(overrides[0])):  # sweep job dirs have = in their names
-        overrides = [f"{command.positional}={_quoted(overrides[0])}", *overrides[1:]]
+        from ganrun.shell import override
+
+        overrides = [override(command.positional, overrides[0]), *overrides[1:]]
     from ganrun.train.signals import StopOnSignal
 
     # a signal before training's own handler takes over, or in eval/sample: stop at once, one line
@@ -144,13 +146,6 @@ def _help(name: str, command, overrides: list[str]) -> None:
             print(buf.getvalue(), end="")
             raise
     print(helppage.page(CONFIG_DIR, name, overrides, buf.getvalue()), end="", flush=True)
-
-
-def _quoted(value: str) -> str:
-    """A path as a Hydra override value: quoted when it holds characters the override grammar reads."""
-    if all(ch.isalnum() or ch in "_-./~" for ch in value):
-        return value
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _job(path: str) -> Callable:
