@@ -169,7 +169,25 @@ def check_train_run_dir(overrides: list[str]) -> list[str]:
     (`trainer.resume=<the same dir>` or `trainer.resume=auto`); its original `.hydra/` is then kept and this invocation's
     config goes to `.hydra/resume-<time>/` (returned as an extra override).
     """
+    check_torchrun(overrides)
     return check_run_dir(overrides, continues=_resumes_in_place)
+
+
+def check_torchrun(overrides: list[str]) -> None:
+    """Under torchrun every rank runs Hydra: they must share one fixed run dir (`${now:}` differs per rank).
+
+    Only rank 0 writes the run's record and files (`ganrun train` writes `.hydra/` itself, on rank
+    0). The ranks that `trainer.devices=N` spawns never pass here (they skip Hydra).
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or "GANRUN_RANKS_FROM" in os.environ:
+        return
+    if any(o in ("-m", "--multirun") for o in overrides):
+        raise UserError("under torchrun ganrun trains one run on all processes: drop -m (sweeps of multi-GPU "
+                        "runs use trainer.devices=N, which spawns each run's processes itself)")
+    given = {o.key_or_group: o.value() for o in parse(overrides)}.get("hydra.run.dir")
+    if not isinstance(given, str) or "${" in given:
+        raise UserError("under torchrun every rank runs Hydra, and the default run dir (a time stamp) differs "
+                        "per rank: pass a fixed hydra.run.dir=<dir>")
 
 
 def _resumes_in_place(run_dir: Path, given: str, values: dict[str, Any]) -> list[str]:

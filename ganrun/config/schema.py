@@ -38,6 +38,7 @@ class ModelConfig:
     conditional: bool = False  # G and D take class labels c (needs a labelled dataset)
     embed_dim: int = 50  # conditional models: size of the label embedding
     spectral_norm: bool = False  # spectral normalization on every D layer
+    sync_bn: bool = False  # trainer.devices > 1: BatchNorm statistics over the global batch, not per rank
 
     def check(self, spec: Any = None) -> None:
         """The family's own rules: the ranges of its keys and, given the data's spec (a DataSpec),
@@ -77,7 +78,7 @@ class DeviceConfig:
 
 @dataclass
 class TrainerConfig:
-    batch_size: int = 128  # images per D step
+    batch_size: int = 128  # images per D step, global: split evenly over the trainer.devices processes
     max_steps: Optional[int] = None  # generator steps to train; None: use epochs
     epochs: Optional[float] = None  # passes over the data (in D batches); used when max_steps is None
     n_critic: int = 1  # D steps per G step (5 for WGAN-GP)
@@ -87,6 +88,8 @@ class TrainerConfig:
     checkpoint_every: int = 1000  # steps between checkpoints/last.pt; the end always saves
     keep_last: int = 1  # how many step-numbered checkpoints to keep besides last.pt and best.pt
     resume: Optional[str] = None  # checkpoint file or run dir to continue from; auto: the run dir's own last.pt if any
+    devices: int = 1  # processes (GPUs, or CPU processes with device=cpu) training this one run; 1: no DDP
+    collective_timeout_s: float = 1800.0  # seconds a rank waits for the others before the run fails
     compile: str = "none"  # none, graph (CUDA graph of the step) or inductor (torch.compile)
     num_sample_images: int = 64  # images in the fixed-noise sample grid
     jobs_per_gpu: int = 1  # sweeps: consecutive jobs sharing one GPU; job j trains on GPU (j // jobs_per_gpu) mod k

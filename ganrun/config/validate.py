@@ -159,6 +159,14 @@ def validate_trainer(t) -> None:
     _one_of("trainer.compile", t.compile, ["none", "graph", "inductor"])
     _positive("trainer.num_sample_images", t.num_sample_images)
     _positive("trainer.jobs_per_gpu", t.jobs_per_gpu)
+    _positive("trainer.devices", t.devices)
+    _positive("trainer.collective_timeout_s", t.collective_timeout_s)
+    if t.batch_size % t.devices:
+        raise UserError(f"trainer.batch_size={t.batch_size} (the global batch) must be a multiple of "
+                        f"trainer.devices={t.devices}, so every process gets the same share")
+    if t.devices > 1 and t.compile == "graph":
+        raise UserError("trainer.compile=graph captures one process's step; with trainer.devices > 1 use "
+                        "trainer.compile=none or inductor")
 
 
 def validate_logger(lg) -> None:

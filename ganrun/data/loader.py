@@ -8,6 +8,11 @@ training step, not here.
 
 The order depends only on the seed: the state (epoch, position, generator state at the start
 of the epoch) is saved in checkpoints, so a resumed run sees exactly the batches it would have.
+
+Several processes (`rank` of `world_size`): `batch_size` is the global batch. Every rank draws the
+same per-epoch permutation and takes its own contiguous slice of each global batch, so the ranks'
+batches are disjoint and together are exactly the batch one process would see. The state is the
+same on every rank and for any number of ranks, so a checkpoint resumes on another process count.
 """
 
 from __future__ import annotations
@@ -21,13 +26,15 @@ from ganrun.data.base import ArrayDataset
 
 class BatchSource:
     def __init__(self, dataset: ArrayDataset, batch_size: int, device: torch.device, *, seed: int,
-                 device_resident: bool = True) -> None:
+                 device_resident: bool = True, rank: int = 0, world_size: int = 1) -> None:
         n = len(dataset.data)
         if batch_size > n:
             from ganrun.errors import UserError
 
             raise UserError(f"trainer.batch_size={batch_size} is larger than the dataset ({n} examples)")
-        self.batch_size = batch_size
+        self.batch_size = batch_size  # global
+        self.local_batch = batch_size // world_size
+        self._offset = rank * self.local_batch  # this rank's slice of each global batch
         self.device = device
         self.resident = device_resident or device.type == "cpu"
         data = dataset.data
@@ -52,12 +59,13 @@ class BatchSource:
         return perm.to(self.data.device)
 
     def next(self) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """The next batch: data (B, ...) in storage dtype on the device, labels (B,) or None."""
+        """This rank's next batch: data (B, ...) in storage dtype on the device, labels (B,) or None."""
         if self.position >= self.steps_per_epoch:
             self.epoch += 1
             self.position = 0
             self._perm = self._new_perm()
-        idx = self._perm[self.position * self.batch_size : (self.position + 1) * self.batch_size]
+        start = self.position * self.batch_size + self._offset
+        idx = self._perm[start : start + self.local_batch]
         self.position += 1
         x = self.data[idx]
         y = None if self.labels is None else self.labels[idx]

@@ -21,9 +21,12 @@ def _input_grad_norm2(D: Critic, x: torch.Tensor, c: Optional[torch.Tensor]) -> 
 
 
 def gradient_penalty(D: Critic, real: torch.Tensor, fake: torch.Tensor, c: Optional[torch.Tensor] = None,
-                     center: float = 1.0) -> torch.Tensor:
-    """(‖∇D(x̂)‖₂ - center)² on x̂ = εx + (1-ε)G(z), ε ~ U(0, 1) per sample (Gulrajani et al. 2017)."""
-    eps = torch.rand((real.shape[0],) + (1,) * (real.ndim - 1), device=real.device, dtype=real.dtype)
+                     center: float = 1.0, eps: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """(‖∇D(x̂)‖₂ - center)² on x̂ = εx + (1-ε)G(z), ε ~ U(0, 1) per sample (Gulrajani et al. 2017).
+
+    `eps` (N, 1, ...): the interpolation weights, when the caller draws them (several ranks)."""
+    if eps is None:
+        eps = torch.rand((real.shape[0],) + (1,) * (real.ndim - 1), device=real.device, dtype=real.dtype)
     interp = torch.lerp(fake.detach(), real.detach(), eps)
     norm = (_input_grad_norm2(D, interp, c) + 1e-12).sqrt()
     return (norm - center).square()

@@ -24,6 +24,7 @@ from ganrun.losses import build_loss, check_discriminator
 from ganrun.models import build_models
 from ganrun.optim import build_optimizers
 from ganrun.runtime import fixed_inputs, seed_everything
+from ganrun.train.distributed import Dist, convert_sync_bn
 from ganrun.train.fast import accelerate
 from ganrun.train.signals import phase
 from ganrun.train.step import GanStep, StepSettings
@@ -46,6 +47,7 @@ class BuiltRun:
     fixed_c: Optional[torch.Tensor]
     steps: int  # total training steps
     device: torch.device
+    dist: Dist  # this process's rank in the run (Dist(): one process)
 
     @property
     def spec(self) -> DataSpec:
@@ -53,7 +55,8 @@ class BuiltRun:
 
     def step_fn(self, compile: str, channels_last: bool, notify: Callable[[str], None]):
         """The GAN step over these parts, accelerated as `trainer.compile` says."""
-        step = GanStep(self.G, self.D, self.G_ema, self.loss, self.opt_G, self.opt_D, self.settings, self.device)
+        step = GanStep(self.G, self.D, self.G_ema, self.loss, self.opt_G, self.opt_D, self.settings, self.device,
+                       self.dist)
         return accelerate(step, compile, channels_last=channels_last, notify=notify)
 
     def batches(self, step_fn) -> list:
@@ -92,12 +95,16 @@ def check_batch_norm(c: TrainAppConfig, G: torch.nn.Module, D: torch.nn.Module) 
                             "has BatchNorm layers, which need at least 2 examples per batch; use trainer.batch_size>=2")
 
 
-def build_run(c: TrainAppConfig, device: torch.device, dataset: Optional[ArrayDataset] = None) -> BuiltRun:
+def build_run(c: TrainAppConfig, device: torch.device, dataset: Optional[ArrayDataset] = None,
+              dist: Optional[Dist] = None) -> BuiltRun:
     """Build data, models (+ EMA copy), loss, optimizers, batch source and grid inputs on `device`.
 
     Reads the typed train config only; `dataset` skips loading when the caller already has it.
-    Raises UserError for device settings the device cannot honour.
+    Raises UserError for device settings the device cannot honour. With `dist` (several ranks):
+    BatchNorm synchronized when model.sync_bn, rank 0's weights on every rank, this rank's shard
+    of every global batch.
     """
+    dist = dist or Dist()
     if c.device.deterministic:
         torch.use_deterministic_algorithms(True)
     if c.device.precision == "fp16" and device.type != "cuda":
@@ -110,14 +117,18 @@ def build_run(c: TrainAppConfig, device: torch.device, dataset: Optional[ArrayDa
     check_sizes(c, spec, device)
     G, D = build_models(c.model, spec)
     check_batch_norm(c, G, D)
+    if c.model.sync_bn:
+        G, D = convert_sync_bn(G, dist), convert_sync_bn(D, dist)
     G, D = G.to(device), D.to(device)
+    dist.broadcast_module(G)
+    dist.broadcast_module(D)
     G_ema = copy.deepcopy(G).requires_grad_(False) if c.trainer.ema_decay > 0 else None
     loss = build_loss(c.loss)
     check_discriminator(loss, D)
     opt_G, opt_D = build_optimizers(c.optimizer, G, D, loss.d_reg_every)
     source = BatchSource(dataset, c.trainer.batch_size, device, seed=c.seed,
-                         device_resident=c.dataset.device_resident)
+                         device_resident=c.dataset.device_resident, rank=dist.rank, world_size=dist.world_size)
     fixed_z, fixed_c = fixed_inputs(G, spec, c.trainer.num_sample_images, c.seed, device)
     settings = StepSettings(c.trainer.n_critic, c.trainer.ema_decay, c.dataset.flip, c.device.precision)
     return BuiltRun(dataset, G, D, G_ema, loss, opt_G, opt_D, source, settings, fixed_z, fixed_c,
-                    total_steps(c.trainer, spec.size), device)
+                    total_steps(c.trainer, spec.size), device, dist)

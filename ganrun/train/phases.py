@@ -13,7 +13,11 @@ phases, in order (StyleGAN2-ADA's Dmain / Dreg / Gmain):
 
 `run_phase` is the one sequence every phase follows:
 
-    zero_grad → requires_grad_ on its own module only → forward/backward → unscale → grad norm → step
+    zero_grad → requires_grad_ on its own module only → forward/backward → sync → unscale → grad norm → step
+
+`sync` is the one place where several ranks meet in a step: the mean of the phase's gradients over
+the ranks (`Dist.average_grads`, a no-op on one process), once per update, after the backward of
+the whole phase loss, so the gradient penalty's and R1's gradients are averaged with the rest.
 
 Whether a phase is due is a host-side branch on the step counter, never on a tensor, so every
 variant of the step (`GanStep.variant`) can be captured as a CUDA graph.
@@ -41,6 +45,7 @@ class Phase:
     batches: int  # real batches per step, one update each; 0: one update that takes no batch
     forward: Forward
     every: int = 1  # steps between runs of this phase (a lazy regularization phase: k)
+    sync: Callable[[nn.Module], None] = lambda module: None  # gradients averaged over the ranks, in place
 
     @property
     def updates(self) -> int:
@@ -62,6 +67,7 @@ def run_phase(phase: Phase, trained: list[nn.Module], batch: Optional[Batch], st
         module.requires_grad_(module is phase.module)
     loss = phase.forward(batch, step_index, stats)
     phase.scaler.scale(loss).backward()
+    phase.sync(phase.module)
     phase.scaler.unscale_(phase.optimizer)
     stats[f"grad_norm/{phase.name}"] = total_grad_norm(phase.module)
     phase.scaler.step(phase.optimizer)

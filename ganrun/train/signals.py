@@ -1,4 +1,4 @@
-"""Honour SIGINT (Ctrl-C) and SIGTERM (what cluster schedulers send) within seconds, in every phase.
+"""Honour SIGINT (Ctrl-C), SIGTERM and SIGUSR2 (what cluster schedulers send) within seconds, in every phase.
 
 Two kinds of handler, nested:
 - `StopOnSignal(defer=False)`, installed by the CLI around the whole command: a signal raises
@@ -13,6 +13,10 @@ Two kinds of handler, nested:
   checkpoint of the finished step).
 A second signal always quits at once, even inside a checkpoint write: `ganrun.atomic` then removes
 the temp file and re-raises the `Interrupted` (not the writer's error), so the previous file stays.
+
+SIGUSR2 is Slurm's warning before a time limit or a preemption (submitit asks for it). Under
+submitit, `pass_on` hands the signal, once the checkpoint is written, to the handler that was
+there before (submitit's: it requeues the job, which then resumes with trainer.resume=auto).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import Iterator, Optional
 
 from ganrun.errors import Interrupted
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
 PHASE_ENV = "GANRUN_TEST_PHASE"  # test hook, "TEXT:SECONDS[:NTH]": at the NTH start (default: each) of a
 # phase whose name has TEXT, say so on stderr and wait SECONDS there
 _hook_hits = 0
@@ -67,9 +71,11 @@ class StopOnSignal:
     ones are restored on exit, so `train(cfg)` called from a notebook or a test leaves no trace.
     """
 
-    def __init__(self, *, defer: bool = True, phase: str = "training") -> None:
+    def __init__(self, *, defer: bool = True, phase: str = "training", interrupt_host_work: bool = True) -> None:
         self.signum: Optional[int] = None
         self.defer = defer
+        # False (several ranks): `now` sections finish, so every rank stops after the same step
+        self.interrupt_host_work = interrupt_host_work
         self.phase = phase  # what is running, for the message of an immediate stop
         self._now = 0  # depth of `now()` sections: a first signal stops their work at once
         self._previous: dict[int, object] = {}
@@ -85,14 +91,14 @@ class StopOnSignal:
     def now(self, phase: str) -> Iterator[None]:
         """Inside: a first signal raises `Interrupted` at once (long host work that leaves no state)."""
         saved, self.phase = self.phase, phase
-        self._now += 1
+        self._now += self.interrupt_host_work
         try:
-            if self.signum is not None:  # the signal came just before: do not start the work
+            if self.signum is not None and self.interrupt_host_work:  # the signal came just before: do not start the work
                 raise Interrupted(f"stopped by {self.name} before {phase}", self.signum)
             _test_hook(phase)
             yield
         finally:
-            self._now -= 1
+            self._now -= self.interrupt_host_work
             self.phase = saved
 
     def _handle(self, signum: int, frame) -> None:
@@ -120,6 +126,21 @@ class StopOnSignal:
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+        self._handed = dict(self._previous)
         self._previous.clear()
         if self in _active:
             _active.remove(self)
+
+    def pass_on(self) -> None:
+        """After the checkpoint: call the Python handler the received signal had before ours, if any
+        (submitit's requeue on SIGUSR2; it may exit the process). Default handlers are left alone."""
+        pass_on(self.signum, getattr(self, "_handed", {}).get(self.signum))
+
+
+def pass_on(signum: Optional[int], previous: object) -> None:
+    """Call `previous(signum, None)` when it is a Python handler other than Ctrl-C's default."""
+    if signum is None or not callable(previous) or previous is signal.default_int_handler:
+        return
+    if isinstance(getattr(previous, "__self__", None), StopOnSignal):
+        return  # ganrun's own outer handler (the CLI's): the Interrupted raised after this says it all
+    previous(signum, None)

@@ -7,6 +7,11 @@ on configuration and the host-side step counter (lazy regularizers), so the step
 as a CUDA graph or compiled. The regularizers act where they declare (`LossSpec.acting_in`):
 on D's inputs, on the objective's targets, in D's loss, in G's loss.
 
+On several ranks (`dist`), every random draw of the step (flips, z, labels, instance noise, the
+gradient penalty's interpolation weights) goes through `Dist`'s shared draws: one draw for the
+global batch, of which each rank keeps its slice, so N ranks draw what one process of the global
+batch draws. Each phase averages its module's gradients over the ranks after its backward.
+
 The public surface the fast path (`ganrun.train.fast`) builds on: `batches_per_step`,
 `variant(step_index)`, `optimizers`, `zero_grad()`, `use_forwards(...)`, `snapshot()`/`restore()`
 and `reset_scalers()`.
@@ -25,6 +30,7 @@ from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 from ganrun.data import to_model_range
 from ganrun.losses import DInputs, GInputs, LossSpec
+from ganrun.train.distributed import Dist
 from ganrun.train.phases import Batch, Phase, Stats, run_phases, total_grad_norm
 
 __all__ = ["Batch", "GanStep", "PRECISIONS", "StepSettings", "total_grad_norm"]
@@ -48,8 +54,9 @@ class GanStep:
 
     def __init__(self, G: nn.Module, D: nn.Module, G_ema: Optional[nn.Module], loss: LossSpec,
                  opt_G: torch.optim.Optimizer, opt_D: torch.optim.Optimizer, settings: StepSettings,
-                 device: torch.device) -> None:
+                 device: torch.device, dist: Optional[Dist] = None) -> None:
         self.G, self.D, self.G_ema = G, D, G_ema
+        self.dist = dist or Dist()  # several ranks: global draws sliced per rank, gradients averaged
         self.loss = loss
         self.opt_G, self.opt_D = opt_G, opt_D
         self.settings = settings
@@ -63,10 +70,12 @@ class GanStep:
         def scaler() -> torch.amp.GradScaler:
             return torch.amp.GradScaler(device.type, enabled=fp16)
 
-        self.phases = [Phase("D", D, opt_D, scaler(), settings.n_critic, self._d_loss)]
+        sync = self.dist.average_grads  # each update's gradients averaged over the ranks (one process: no-op)
+        self.phases = [Phase("D", D, opt_D, scaler(), settings.n_critic, self._d_loss, sync=sync)]
         if loss.d_reg_every > 1:  # D's lazy regularizers as their own update (opt_D rescaled at build)
-            self.phases.append(Phase("D_reg", D, opt_D, scaler(), 0, self._d_reg_loss, every=loss.d_reg_every))
-        self.phases.append(Phase("G", G, opt_G, scaler(), 0, self._g_loss))
+            self.phases.append(Phase("D_reg", D, opt_D, scaler(), 0, self._d_reg_loss, every=loss.d_reg_every,
+                                     sync=sync))
+        self.phases.append(Phase("G", G, opt_G, scaler(), 0, self._g_loss, sync=sync))
         self._last_real: tuple[Any, Any] = (None, None)  # the last D batch's reals, for D_reg and G terms
         self._last_fake: tuple[Any, Any] = (None, None)  # and its fakes (detached), for D_reg terms
 
@@ -148,20 +157,20 @@ class GanStep:
         x, y = batch
         x = to_model_range(x)
         if self.settings.flip and x.ndim == 4:
-            flip = torch.rand(x.shape[0], 1, 1, 1, device=x.device) < 0.5
+            flip = self.dist.rand(x.shape[0], 1, 1, 1, device=x.device) < 0.5
             x = torch.where(flip, x.flip(3), x)
         return x, y
 
     def _noise(self, n: int, c: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """z, and labels for a conditional G: `c` when given (the reals' labels), else uniform."""
-        z = torch.randn(n, self.G.latent_dim, device=self.device)
+        z = self.dist.randn(n, self.G.latent_dim, device=self.device)
         if not self.G.num_classes:
             return z, None
-        return z, c if c is not None else torch.randint(self.G.num_classes, (n,), device=self.device)
+        return z, c if c is not None else self.dist.randint(self.G.num_classes, n, device=self.device)
 
     def _d_input(self, x: torch.Tensor) -> torch.Tensor:
         for term in self.loss.acting_in("D_input"):
-            x = term.transform(x)
+            x = term.transform(x, self.dist.randn_like)
         return x
 
     def _d_loss(self, batch: Batch, step_index: int, stats: Stats) -> torch.Tensor:
@@ -177,7 +186,7 @@ class GanStep:
         objective = self.loss.objective
         d_loss = objective.d_loss(real_logits, fake_logits, *self.loss.targets)
         self._last_fake = (fake.detach(), c_fake)
-        ctx = DInputs(self.D, real, fake, c_real, c_fake, self.autocast)
+        ctx = DInputs(self.D, real, fake, c_real, c_fake, self.autocast, self.dist.rand)
         total = d_loss + self._terms([t for t in self.loss.acting_in("D") if t.every == 1], ctx, step_index, stats)
         stats["loss/D"] = d_loss.detach()
         stats.update(objective.d_stats(real_logits, fake_logits))
@@ -188,7 +197,7 @@ class GanStep:
         fakes (each term scales itself by k)."""
         lazy = [t for t in self.loss.acting_in("D") if t.every > 1]
         (real, c_real), (fake, c_fake) = self._last_real, self._last_fake
-        ctx = DInputs(self.D, real, fake, c_real, c_fake, self.autocast)
+        ctx = DInputs(self.D, real, fake, c_real, c_fake, self.autocast, self.dist.rand)
         return self._terms(lazy, ctx, step_index, stats)
 
     @staticmethod

@@ -6,11 +6,13 @@ A regularizer is a frozen dataclass registered in `REGULARIZERS` under its name.
   every regularizer's keys. Their YAML defaults are in `configs/loss/regularizers/default.yaml`,
   which every loss option includes; `key_names()` lists them;
 - `acts_in`: where the step applies it:
-    `D_input`  transforms what D sees, reals and fakes alike (`transform(x)`): instance noise;
+    `D_input`  transforms what D sees, reals and fakes alike (`transform(x, randn_like)`): instance noise;
                a D-input augmentation such as DiffAugment is one more module here;
     `targets`  the objective's real/fake targets (`targets()`): label smoothing;
     `D`        adds a term to D's loss (`penalty(ctx: DInputs)`): gradient penalty, R1;
     `G`        adds a term to G's loss (`penalty(ctx: GInputs)`): feature matching;
+- random draws go through the callables the step passes (`randn_like`, `DInputs.rand`), so that
+  several ranks draw one global batch's values and keep their slices (ganrun.train.distributed);
 - `stat`: the name its raw (unweighted) value is logged under, or None;
 - `every`: steps between evaluations (lazy regularization; the term scales itself);
 - what it needs of D (`per_sample`: no BatchNorm; `double_backward`) and whether it keeps a
@@ -47,6 +49,12 @@ class DInputs:
     c_real: Optional[torch.Tensor]
     c_fake: Optional[torch.Tensor]
     autocast: Callable[[], ContextManager]
+    rand: Callable[..., torch.Tensor] = None  # rand(n, *shape, device=, dtype=): U(0, 1) draws; None: torch.rand
+
+    def uniform(self, n: int, *shape: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        if self.rand is None:
+            return torch.rand(n, *shape, device=device, dtype=dtype)
+        return self.rand(n, *shape, device=device, dtype=dtype)
 
 
 @dataclass(frozen=True)
@@ -100,7 +108,8 @@ class Regularizer:
         raise NotImplementedError
 
     # acts_in "D_input"
-    def transform(self, x: torch.Tensor) -> torch.Tensor:
+    def transform(self, x: torch.Tensor, randn_like: Callable[[torch.Tensor], torch.Tensor] = torch.randn_like
+                  ) -> torch.Tensor:
         raise NotImplementedError
 
     # acts_in "targets": (real target, fake target)

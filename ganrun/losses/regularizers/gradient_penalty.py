@@ -29,6 +29,8 @@ class GradientPenalty(Regularizer):
 
     def penalty(self, ctx: DInputs):
         # interpolates within one class for conditional D (fakes take the reals' labels)
+        real = ctx.real
         with ctx.autocast():
-            gp = gradient_penalty(ctx.D, ctx.real, ctx.fake.float(), ctx.c_real).float().mean()
+            eps = ctx.uniform(real.shape[0], *(1,) * (real.ndim - 1), device=real.device, dtype=real.dtype)
+            gp = gradient_penalty(ctx.D, real, ctx.fake.float(), ctx.c_real, eps=eps).float().mean()
         return self.weight * gp, gp

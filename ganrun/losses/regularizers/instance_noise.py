@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import Callable
+
 import torch
 
 from ganrun.losses.regularizers import REGULARIZERS, Regularizer
@@ -24,5 +26,6 @@ class InstanceNoise(Regularizer):
     def from_config(cls, cfg):
         return cls(cfg.instance_noise) if cfg.instance_noise > 0 else None
 
-    def transform(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.std * torch.randn_like(x)
+    def transform(self, x: torch.Tensor, randn_like: Callable[[torch.Tensor], torch.Tensor] = torch.randn_like
+                  ) -> torch.Tensor:
+        return x + self.std * randn_like(x)
