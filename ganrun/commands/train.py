@@ -121,7 +121,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = (), tracker
         tracker.begin(resumed.get("result") if resumed is not None else None)
 
     step_fn = built.step_fn(c.trainer.compile, c.device.channels_last,
-                            notify=lambda text: console.message(text, style="warning"))
+                            notify=lambda text: console.message(text, style="warning"), start_nimg=start_nimg)
     t = c.trainer
     schedule = Schedule(built.steps, t.log_every, t.sample_every, t.checkpoint_every, c.eval.every)
     try:

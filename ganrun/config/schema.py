@@ -58,6 +58,7 @@ class LossConfig:
     r1_every: int = 1  # steps between R1 evaluations (lazy regularization); 1: every step
     instance_noise: float = 0.0  # std of Gaussian noise added to D's inputs; 0: off
     feature_matching: float = 0.0  # weight of the feature-matching G loss; 0: off
+    diffaugment: list[str] = field(default_factory=list)  # DiffAugment policy on D's inputs: color, translation, cutout; []: off
 
 
 @dataclass
@@ -88,6 +89,7 @@ class TrainerConfig:
     epochs: Optional[float] = None  # passes over the data (in D batches); used when max_steps is None
     n_critic: int = 1  # D steps per G step (5 for WGAN-GP)
     ema_decay: float = 0.0  # EMA of G's weights per step (e.g. 0.999); 0: off
+    ema_rampup: float = 0.0  # EMA half-life capped at this fraction of the images seen (StyleGAN2-ADA: 0.05); 0: off
     log_every: int = 50  # steps between reading scalars to the host and logging them
     sample_every: int = 500  # steps between sample grids; 0: only at the end
     checkpoint_every: int = 1000  # steps between checkpoints/last.pt; the end always saves

@@ -87,3 +87,7 @@ def check_discriminator(loss: LossSpec, D: nn.Module) -> None:
             f"loss={loss.objective.name} needs a Lipschitz critic: set loss.gp_weight=10 (model=wgan_gp does), "
             f"model.spectral_norm=true, or another Lipschitz term ({keys})"
         )
+    for t in loss.terms:
+        if getattr(t, "images_only", False) and len(getattr(D, "in_shape", ())) != 3:
+            raise UserError(f"loss.{t.fields[0]}={list(t.policy)} transforms images (N, C, H, W), but this D "
+                            f"reads samples of shape {tuple(D.in_shape)}; set loss.{t.fields[0]}=[] for points")
