@@ -96,3 +96,29 @@ def test_every_image_preset_trains_a_few_steps(name, compose_train, idx_root, tm
     result = train(cfg, run_dir=tmp_path / name)
     assert result["step"] == 2.0
 
+
+@pytest.mark.parametrize("name", MIXTURES)
+def test_a_2d_mixture_gets_the_mixture_sized_network_by_default(name, compose_train):
+    """dataset=ring8|grid25 with model=mlp: 3 x 128 units in G and D (configs/dataset_model/), not the
+    1.5M-parameter image MLP; images keep the tutorial MLP, and an explicit width still wins."""
+    from ganrun.data import build_dataset
+    import torch
+    from ganrun.models import build_models, count_parameters
+    from omegaconf import OmegaConf
+
+    def nets(*overrides):
+        cfg = OmegaConf.to_object(compose_train(list(overrides)))
+        return build_models(cfg.model, build_dataset(cfg.dataset).spec)
+
+    def widths(net):
+        return [m.out_features for m in net.modules() if isinstance(m, torch.nn.Linear)][:-1]
+
+    G, D = nets(f"dataset={name}", "dataset.num_points=256")
+    assert widths(G) == [128, 128, 128] and widths(D) == [128, 128, 128]
+    assert count_parameters(G) < 50_000 and count_parameters(D) < 50_000
+    G, D = nets(f"dataset={name}", "dataset.num_points=256", "model.g_widths=[64]")
+    assert widths(G) == [64] and widths(D) == [128, 128, 128]
+    plain = OmegaConf.to_object(compose_train([]))
+    assert list(plain.model.g_widths) == [] and list(plain.model.d_widths) == []  # images: the tutorial MLP
+    assert OmegaConf.to_object(compose_train([f"dataset={name}"])).device.cpu_threads == 1
+    assert plain.device.cpu_threads is None

@@ -21,7 +21,7 @@ from ganrun.observe.images import image_grid
 from ganrun.observe.stats import Stats
 from ganrun.observe.tensorboard import TensorBoard
 from ganrun.rundir import RECORD_ENV, own, remove_if_created
-from ganrun.runtime import pick_device
+from ganrun.runtime import pick_device, set_cpu_threads
 from ganrun.shell import command, override
 from ganrun.sweeps.record import Tracker
 from ganrun.train import checkpoint as ckpt
@@ -98,6 +98,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = (), tracker
     run_dir = Path(run_dir)
     check_run_dir_free(run_dir, resumed)
     device = pick_device(c.device.name)
+    set_cpu_threads(device, c.device.cpu_threads)
     built = build_run(c, device)
     model_id = ckpt.model_identity(c.model, built.spec)
     start_step, start_nimg = restore(built, resumed, cfg, model_id, device) if resumed else (0, 0)

@@ -80,6 +80,7 @@ class DeviceConfig:
     precision: str = "fp32"  # fp32, bf16 or fp16 (autocast; losses stay fp32)
     channels_last: bool = False  # conv models: NHWC memory format on CUDA
     deterministic: bool = False  # torch.use_deterministic_algorithms; bit-exact reruns on CPU
+    cpu_threads: Optional[int] = None  # torch intra-op threads when training on the CPU; None: torch's default (one per core)
 
 
 @dataclass

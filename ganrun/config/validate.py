@@ -141,6 +141,7 @@ def validate_optimizer(o) -> None:
 def validate_device(d) -> None:
     _one_of("device.name", d.name, ["auto", "cpu", "cuda"])
     _one_of("device.precision", d.precision, ["fp32", "bf16", "fp16"])
+    _positive("device.cpu_threads", d.cpu_threads, allow_none=True)
 
 
 def validate_trainer(t) -> None:

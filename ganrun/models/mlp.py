@@ -11,7 +11,7 @@ D: x flattened [+ Embedding(num_classes, embed_dim)(c)] → Linear 512 → LReLU
    inputs (and label embeddings) concatenated into one row of width m·(prod(shape) [+ embed]),
    and gives one logit per pack (N/m,); the batch must divide by m.
 `model.g_widths` / `model.d_widths` replace the hidden widths (the PacGAN mixture nets are
-G 400×4, D 200×3).
+G 400×4, D 200×3); on the 2-D mixtures configs/dataset_model/ sets 3 × 128 for both.
 """
 
 from __future__ import annotations
