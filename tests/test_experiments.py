@@ -59,9 +59,9 @@ def test_experiment_sets_the_recipe_in_one_word(ganrun):
 
 
 def test_every_key_of_a_preset_stays_overridable(ganrun):
-    cfg = job_config(ganrun, "experiment=ring8", "model.pack=2", "loss=hinge", "trainer.max_steps=7",
+    cfg = job_config(ganrun, "experiment=ring8", "model.pack=4", "loss=hinge", "trainer.max_steps=7",
                      "optimizer.lr=1e-3", "eval.every=0", "dataset=grid25", "seed=5")
-    assert cfg["model"]["pack"] == 2
+    assert cfg["model"]["pack"] == 4
     assert cfg["loss"]["name"] == "hinge"
     assert cfg["trainer"]["max_steps"] == 7
     assert cfg["optimizer"]["lr"] == 1e-3

@@ -255,7 +255,7 @@ def test_diffaugment_on_points_is_a_user_error(ganrun):
 def test_a_batch_the_pack_does_not_divide_is_one_line_before_any_work(ganrun, tmp_path):
     proc = ganrun("train", "experiment=ring8", "device=cpu", "model.pack=3", f"hydra.run.dir={tmp_path / 'r'}")
     assert proc.returncode == 2
-    assert "trainer.batch_size=128 must be a multiple of model.pack=3" in proc.stderr
+    assert "trainer.batch_size=512 must be a multiple of model.pack=3" in proc.stderr
     assert not (tmp_path / "r" / "checkpoints").exists()
 
 
