@@ -277,6 +277,7 @@ def time_ganrun(step_fn, source, batch_size: int, steps: int, warmup: int, log_e
 # -- one model ---------------------------------------------------------------------------------
 
 def compose_config(model: str, args, device: torch.device, data_root: Optional[str]):
+    import ganrun.losses  # noqa: F401  (the regularizers store the loss schema)
     import ganrun.models  # noqa: F401  (the model families store their schemas)
     from ganrun.config.compose import compose, to_typed
 

@@ -98,11 +98,14 @@ def main(argv: list[str] | None = None) -> None:
         overrides = [f"action={overrides[0]}", *overrides[1:]]
     if command.positional and overrides and not overrides[0].startswith("-") and (
             "=" not in overrides[0] or os.path.exists(overrides[0])):  # sweep job dirs have = in their names
-        overrides = [f"{command.positional}={_quoted(overrides[0])}", *overrides[1:]]
+        from ganrun.shell import override
+
+        overrides = [override(command.positional, overrides[0]), *overrides[1:]]
     from ganrun.train.signals import StopOnSignal
 
     # a signal before training's own handler takes over, or in eval/sample: stop at once, one line
     with one_line_errors(), StopOnSignal(defer=False, phase=PHASES.get(name, f"ganrun {name}")):
+        import ganrun.losses  # noqa: F401  (the regularizers store the loss schema)
         import ganrun.models  # noqa: F401  (the model families store their schemas, which composing needs)
         from ganrun.config.overrides import check_group_choices, prevalidate
 
@@ -121,6 +124,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _complete(name: str, args: list[str]) -> None:
     """Hydra's completion of command `name` (its app composes, so the model families' schemas are needed)."""
+    import ganrun.losses  # noqa: F401  (the regularizers store the loss schema)
     import ganrun.models  # noqa: F401
 
     _run_hydra(name, lambda cfg: None, args)
@@ -142,13 +146,6 @@ def _help(name: str, command, overrides: list[str]) -> None:
             print(buf.getvalue(), end="")
             raise
     print(helppage.page(CONFIG_DIR, name, overrides, buf.getvalue()), end="", flush=True)
-
-
-def _quoted(value: str) -> str:
-    """A path as a Hydra override value: quoted when it holds characters the override grammar reads."""
-    if all(ch.isalnum() or ch in "_-./~" for ch in value):
-        return value
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _job(path: str) -> Callable:

@@ -51,7 +51,7 @@ def user_error_message(exc: BaseException) -> str | None:
     if isinstance(cause, OmegaConfBaseException):
         key = getattr(cause, "full_key", None)
         text = str(getattr(cause, "msg", None) or cause).splitlines()[0].strip()
-        if "MISSING" in text or "Missing mandatory value" in text:
+        if "MISSING" in text or "missing mandatory value" in text.lower():
             return f"missing value for '{key}': pass {key}=<value> on the command line"
         return f"invalid config for '{key}': {text}" if key else f"invalid config: {text}"
     if isinstance(exc, (HydraException, MissingConfigException)):

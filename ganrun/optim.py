@@ -38,9 +38,27 @@ def sgd(params, lr: float, cfg) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
-def build_optimizers(cfg, G: nn.Module, D: nn.Module) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
-    """(opt_G, opt_D) from an OptimizerConfig; g_lr/d_lr default to lr."""
+def lazy_rescale(opt: torch.optim.Optimizer, interval: int) -> None:
+    """Lazy regularization's optimizer correction (Karras et al. 2020, StyleGAN2 appendix B): a
+    module regularized every k steps takes k+1 optimizer steps per k iterations, so its learning
+    rate is scaled by c = k/(k+1) and Adam's betas raised to the power c, keeping the moments'
+    horizon in iterations what the config says. k = 1: unchanged."""
+    if interval <= 1:
+        return
+    c = interval / (interval + 1)
+    for group in opt.param_groups:
+        group["lr"] = group["lr"] * c
+        if "betas" in group:
+            group["betas"] = tuple(b ** c for b in group["betas"])
+
+
+def build_optimizers(cfg, G: nn.Module, D: nn.Module, d_reg_every: int = 1
+                     ) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+    """(opt_G, opt_D) from an OptimizerConfig; g_lr/d_lr default to lr. `d_reg_every` > 1: D has a
+    lazy regularization phase every that many steps, and its optimizer is rescaled for it."""
     make = OPTIMIZERS.get(cfg.name)
     g_lr = cfg.lr if cfg.g_lr is None else cfg.g_lr
     d_lr = cfg.lr if cfg.d_lr is None else cfg.d_lr
-    return make(G.parameters(), g_lr, cfg), make(D.parameters(), d_lr, cfg)
+    opt_G, opt_D = make(G.parameters(), g_lr, cfg), make(D.parameters(), d_lr, cfg)
+    lazy_rescale(opt_D, d_reg_every)
+    return opt_G, opt_D

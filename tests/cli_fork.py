@@ -16,7 +16,10 @@ tests in `tests/test_faults.py` use `python -m ganrun` itself.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -105,7 +108,9 @@ class Job:
         deadline = time.monotonic() + timeout
         while (rc := self.poll()) is None:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"ganrun {' '.join(self.args)} still running after {timeout} s")
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signal.SIGKILL)
+                raise TimeoutError(f"ganrun {' '.join(self.args)} still running after {timeout} s (killed)")
             time.sleep(0.02)
         result = Result(self.args, rc, self.out.read_text(), self.err.read_text())
         self.out.unlink()

@@ -25,6 +25,17 @@ try:  # property tests (tests/test_properties.py): the same examples on every ru
 except ImportError:  # hypothesis is in the test extras; without it only test_properties.py is skipped
     pass
 
+def subprocess_env() -> dict:
+    """The environment of a `python -m ganrun` the tests start: this checkout first on the path, no
+    GANRUN_DATA of the caller's, one OpenMP thread (tiny models: threads only spin against each
+    other on a shared box)."""
+    e = dict(os.environ)
+    e.pop("GANRUN_DATA", None)
+    e["PYTHONPATH"] = str(ROOT) + os.pathsep + e.get("PYTHONPATH", "")
+    e.setdefault("OMP_NUM_THREADS", "1")
+    return e
+
+
 # Tiny and fast: CPU, few steps, no config tree, plain progress.
 FAST = [
     "device=cpu",
@@ -82,11 +93,8 @@ def make_image_folder(root: Path, classes=("cats", "dogs"), per_class: int = 6, 
 
 @pytest.fixture
 def cli_env(tmp_path) -> dict:
-    env = dict(os.environ)
-    env.pop("GANRUN_DATA", None)
-    env["GANRUN_CACHE"] = str(tmp_path / "cache")
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
+    """`subprocess_env()` with this test's own feature cache."""
+    return {**subprocess_env(), "GANRUN_CACHE": str(tmp_path / "cache")}
 
 
 def run_ganrun(args, cwd: Path, env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -95,12 +103,31 @@ def run_ganrun(args, cwd: Path, env: dict, timeout: float = 300) -> subprocess.C
                           capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.fixture(scope="session")
+def fork_server():
+    """One `tests/cli_fork.py` server for the session's `ganrun` fixture calls: each call is a
+    forked child that has torch and ganrun's CLI imported already (a fresh `python -m ganrun`
+    spends seconds importing them), then runs `ganrun.cli.main` as the entry point does."""
+    from tests.cli_fork import ForkServer
+
+    server = ForkServer(subprocess_env())
+    yield server
+    server.close()
+
+
 @pytest.fixture
-def ganrun(tmp_path, cli_env):
-    """Call as ganrun("train", "dataset=ring8", ...) → CompletedProcess; runs in tmp_path."""
+def ganrun(tmp_path, cli_env, fork_server):
+    """Call as ganrun("train", "dataset=ring8", ...) → a result with returncode, stdout and stderr;
+    runs in tmp_path as a child of the session's fork server, or as `python -m ganrun` when the
+    call's env drops a variable the server has (a child can only add and change them)."""
+    base = subprocess_env()
 
     def call(*args, timeout: float = 300, env: dict | None = None):
-        return run_ganrun(args, tmp_path, env or cli_env, timeout)
+        env = env or cli_env
+        if set(base) - set(env):
+            return run_ganrun(args, tmp_path, env, timeout)
+        changed = {k: v for k, v in env.items() if base.get(k) != v}
+        return fork_server.run(args, tmp_path, env=changed, timeout=timeout)
 
     return call
 
@@ -108,6 +135,7 @@ def ganrun(tmp_path, cli_env):
 @pytest.fixture
 def compose_train():
     """compose_train([...overrides]) → the composed train DictConfig."""
+    import ganrun.losses  # noqa: F401  (the regularizers store the loss schema)
     import ganrun.models  # noqa: F401  (the model families store their schemas)
     from ganrun.config.compose import compose
 

@@ -16,7 +16,6 @@ imported once instead of forty times), and each parametrized test checks its own
 from __future__ import annotations
 
 import gzip
-import os
 import re
 import subprocess
 import sys
@@ -30,7 +29,7 @@ import pytest
 import torch
 
 from tests.cli_fork import ForkServer
-from tests.conftest import ROOT, make_idx_dataset, make_image_folder, write_idx
+from tests.conftest import make_idx_dataset, make_image_folder, subprocess_env, write_idx
 
 TINY = ["device=cpu", "logger.print_config=false", "logger.progress=none", "logger.tensorboard=false",
         "trainer.max_steps=2", "trainer.batch_size=8", "trainer.sample_every=0", "trainer.log_every=1"]
@@ -52,12 +51,7 @@ class Shared:
     snapshot: dict[str, bytes]  # the run's files before any case ran: nothing may change them
 
 
-def env() -> dict:
-    e = dict(os.environ)
-    e.pop("GANRUN_DATA", None)
-    e["PYTHONPATH"] = str(ROOT) + os.pathsep + e.get("PYTHONPATH", "")
-    e.setdefault("OMP_NUM_THREADS", "1")  # tiny models: threads only spin against each other on a shared box
-    return e
+env = subprocess_env  # the environment of the `python -m ganrun` these tests start
 
 
 def ganrun(args, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -140,3 +140,12 @@ def test_sweep_job_dirs_leave_paths_out_of_their_names(ganrun, tmp_path):
     jobs = sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir())
     assert jobs == ["0_seed-1", "1_seed-2"], jobs
     assert not any("dataset.root" in j or "deep" in j for j in jobs), jobs  # no path, no nested folders
+
+
+@pytest.mark.parametrize("command, key", [("report", "dir"), ("eval", "checkpoint"), ("sample", "checkpoint"),
+                                          ("export", "checkpoint")])
+def test_a_command_without_its_required_value_says_which(ganrun, command, key):
+    out = ganrun(command)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.strip().splitlines() == [f"ganrun: error: missing value for '{key}': pass {key}=<value> on the "
+                                               "command line"], out.stderr

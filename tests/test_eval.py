@@ -118,3 +118,29 @@ def test_eval_needs_a_checkpoint(ganrun, tmp_path):
     assert out.returncode == 2 and "checkpoint" in out.stderr and "Traceback" not in out.stderr
     out = ganrun("eval", f"checkpoint={tmp_path / 'missing.pt'}")
     assert out.returncode == 2 and "does not exist" in out.stderr
+
+
+def test_best_checkpoint_skips_nan_evaluations_and_still_improves(monkeypatch, tmp_path):
+    """A nan first evaluation (a diverged G) is not the best, and a later finite one still is."""
+    from types import SimpleNamespace
+
+    from ganrun.train import jobs as jobs_module
+
+    saved = []
+    monkeypatch.setattr(jobs_module.ckpt, "save_checkpoint", lambda path, state: saved.append(state["best"]["value"]))
+    monkeypatch.setattr(jobs_module.RunJobs, "state", lambda self, step, nimg: {})
+    values = iter([float("nan"), 5.0, float("inf"), 7.0, 3.0])
+
+    class Evaluator:
+        def evaluate(self, sampler):
+            return {"fid/x": next(values)}
+
+        def primary(self):
+            return "fid/x", 1.0
+
+    quiet = SimpleNamespace(scalars=lambda *a: None, message=lambda *a: None)
+    jobs = jobs_module.RunJobs(tmp_path, quiet, quiet, None, None, None, None, None, None, None, None, None, {}, 1, 1,
+                               make_evaluator=Evaluator)
+    for step in range(5):
+        jobs.evaluate(step, step)
+    assert saved == [5.0, 3.0] and jobs.best == 3.0

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from tests.cli_fork import ForkServer
-from tests.conftest import ROOT, make_idx_dataset
+from tests.conftest import ROOT, make_idx_dataset, subprocess_env
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
@@ -30,12 +30,7 @@ WIDTH_KEYS = ("ngf", "ndf")  # conv widths: tiny so the exports stay fast
 CASES = [(name, cond) for name in MODELS.names() for cond in (False, True)]
 
 
-def env() -> dict:
-    e = dict(os.environ)
-    e.pop("GANRUN_DATA", None)
-    e["PYTHONPATH"] = str(ROOT) + os.pathsep + e.get("PYTHONPATH", "")
-    e.setdefault("OMP_NUM_THREADS", "1")
-    return e
+env = subprocess_env  # the environment of the `python -m ganrun` these tests start
 
 
 @pytest.fixture(scope="module")

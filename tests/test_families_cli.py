@@ -205,7 +205,11 @@ def check_family(family: str, run: Path, events, scalars: list[str], size: int) 
         assert any("parametrizations" in k for k in state["D"])  # spectral norm
     if family == "cdcgan":
         assert size == 64 and "D/r1" in scalars
-        assert state["opt_G"]["param_groups"][0]["lr"] == 1e-4 and state["opt_D"]["param_groups"][0]["lr"] == 2e-4
+        # TTUR, and D's lr (and betas) rescaled by k/(k+1) for lazy R1 every k = 2 steps
+        d_group = state["opt_D"]["param_groups"][0]
+        assert state["opt_G"]["param_groups"][0]["lr"] == 1e-4 and d_group["lr"] == pytest.approx(2e-4 * 2 / 3)
+        assert d_group["betas"] == pytest.approx([0.5 ** (2 / 3), 0.999 ** (2 / 3)])
+        assert "grad_norm/D_reg" in scalars
     if family == "wgan_gp":
         gp = [e.value for e in events.Scalars("D/gp")]
         assert gp and all(math.isfinite(v) and v >= 0 for v in gp)

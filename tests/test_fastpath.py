@@ -12,7 +12,8 @@ import pytest
 import torch
 from torch import nn
 
-from ganrun.config.schema import LossConfig, OptimizerConfig
+from ganrun.config.schema import OptimizerConfig
+from ganrun.losses import LossConfig
 from ganrun.data import ArrayDataset, DataSpec
 from ganrun.data.loader import BatchSource
 from ganrun.errors import UserError

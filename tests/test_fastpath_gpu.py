@@ -15,7 +15,8 @@ import pytest
 import torch
 from torch import nn
 
-from ganrun.config.schema import LossConfig, OptimizerConfig
+from ganrun.config.schema import OptimizerConfig
+from ganrun.losses import LossConfig
 from ganrun.data import DataSpec
 from ganrun.losses import build_loss
 from ganrun.models import MODELS, Discriminator, Generator, build_models, model_config

@@ -37,7 +37,7 @@ import pytest
 import torch
 
 from tests.cli_fork import ForkServer
-from tests.conftest import ROOT, make_image_folder
+from tests.conftest import make_image_folder, subprocess_env
 
 STEPS = 80
 BASE = ["dataset=ring8", "dataset.num_points=1000", "device=cpu", "device.deterministic=true",
@@ -49,12 +49,7 @@ QUICK = ["dataset=ring8", "device=cpu", "logger.print_config=false", "logger.pro
 STEP_LINE = re.compile(r"step (\d+)/")
 
 
-def env() -> dict:
-    e = dict(os.environ)
-    e.pop("GANRUN_DATA", None)
-    e["PYTHONPATH"] = str(ROOT) + os.pathsep + e.get("PYTHONPATH", "")
-    e.setdefault("OMP_NUM_THREADS", "1")  # tiny models: threads only spin against each other on a shared box
-    return e
+env = subprocess_env  # the environment of the `python -m ganrun` these tests start
 
 
 @pytest.fixture(scope="module")

@@ -88,7 +88,7 @@ class Recorder(nn.Module):
 
 
 def loss_cfg(**kw):
-    from ganrun.config.schema import LossConfig
+    from ganrun.losses import LossConfig
 
     return LossConfig(name="non_saturating", **kw)
 

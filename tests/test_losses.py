@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from ganrun.config.schema import LossConfig
+from ganrun.losses import LossConfig
 from ganrun.errors import UserError
 from ganrun.losses import OBJECTIVES, build_loss, check_discriminator, gradient_penalty, r1_penalty
 
@@ -171,9 +171,9 @@ def test_regularizers_are_off_at_their_defaults():
     assert spec.terms == () and spec.targets == (1.0, 0.0) and not spec.double_backward
 
 
-def test_every_regularizer_declares_its_fields_place_and_default(compose_train):
-    """Property: each declared regularizer reads only LossConfig fields, every one of which has its
-    default in the one shared YAML, and is off there."""
+def test_every_regularizer_declares_its_keys_place_and_default(compose_train):
+    """Property: each declared regularizer's keys are in the loss schema, typed and off by default,
+    with the same default in the one shared YAML; the schema is the objective plus those keys only."""
     import dataclasses
     from pathlib import Path
 
@@ -183,16 +183,76 @@ def test_every_regularizer_declares_its_fields_place_and_default(compose_train):
     from ganrun.losses.regularizers import PLACES
 
     defaults = yaml.safe_load((Path(__file__).parents[1] / "configs/loss/regularizers/default.yaml").read_text())
-    schema = {f.name for f in dataclasses.fields(LossConfig)} - {"name"}
+    schema = {f.name: f for f in dataclasses.fields(LossConfig)}
+    assert schema.pop("name").type in ("str", str)
     declared = set()
     for name in REGULARIZERS.names():
         reg = REGULARIZERS.get(name)
-        assert reg.acts_in in PLACES and reg.fields and set(reg.fields) <= schema
-        declared |= set(reg.fields)
-        assert reg.from_config(LossConfig(name="non_saturating", **{k: defaults[k] for k in reg.fields})) is None
-    assert declared == schema == set(defaults)
+        keys = reg.key_names()
+        assert reg.acts_in in PLACES and keys and set(keys) <= set(schema)
+        assert not declared & set(keys)  # one owner per key
+        declared |= set(keys)
+        for f in dataclasses.fields(reg.Keys):
+            assert defaults[f.name] == f.default == schema[f.name].default
+        assert reg.from_config(LossConfig(name="non_saturating")) is None  # off at its defaults
+    assert declared == set(schema) == set(defaults)
     cfg = compose_train(["loss=hinge"])
     assert {k: cfg.loss[k] for k in defaults} == defaults  # the loss options inherit them
+
+
+SHRINK = """
+from dataclasses import dataclass
+
+from ganrun.losses.regularizers import REGULARIZERS, Regularizer
+
+
+@REGULARIZERS.register("shrink")
+@dataclass(frozen=True)
+class Shrink(Regularizer):
+    weight: float
+
+    @dataclass
+    class Keys:
+        shrink_weight: float = 0.0  # a made-up D-input term
+
+    acts_in = "D_input"
+
+    @classmethod
+    def from_config(cls, cfg):
+        return cls(cfg.shrink_weight) if cfg.shrink_weight > 0 else None
+
+    def transform(self, x):
+        return x * (1 - self.weight)
+"""
+
+
+def test_a_new_regularizer_is_one_module_and_one_yaml_line(tmp_path):
+    """In a copy of the project, one new module under losses/regularizers/ and its default in the
+    shared YAML make `loss.shrink_weight` a typed, validated key of every loss; nothing else edited."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    shutil.copytree(root / "ganrun", tmp_path / "ganrun", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(root / "configs", tmp_path / "configs")
+    (tmp_path / "ganrun/losses/regularizers/shrink.py").write_text(SHRINK)
+    with open(tmp_path / "configs/loss/regularizers/default.yaml", "a") as f:
+        f.write("shrink_weight: 0.0   # the new term; 0: off\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+
+    def ganrun(*args):
+        return subprocess.run([sys.executable, "-m", "ganrun", "train", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    shown = ganrun("--cfg", "job", "loss=hinge", "loss.shrink_weight=0.25")
+    assert shown.returncode == 0, shown.stderr
+    assert "shrink_weight: 0.25" in shown.stdout
+    refused = ganrun("dataset=ring8", "loss.shrink_weight=-1", f"hydra.run.dir={tmp_path / 'run'}")
+    assert refused.returncode == 2 and "loss.shrink_weight" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr and not (tmp_path / "run").exists()
 
 
 def test_objectives_say_whether_they_need_a_lipschitz_critic():

@@ -14,7 +14,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ganrun.config.schema import LossConfig, OptimizerConfig
+from ganrun.config.schema import OptimizerConfig
+from ganrun.losses import LossConfig
 from ganrun.data import DataSpec
 from ganrun.losses import build_loss
 from ganrun.models import build_models, model_config
@@ -107,20 +108,65 @@ def test_gradient_penalty_is_in_the_d_update():
     torch.testing.assert_close(stats["D/gp"] * 10.0, penalty, rtol=1e-4, atol=1e-6)
 
 
+def dense_grads(params) -> list[torch.Tensor]:
+    """Gradients with zeros where a parameter got none (R1 does not reach D's last bias)."""
+    return [torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in params]
+
+
+def record_updates(opt) -> list[tuple[list[torch.Tensor], list[torch.Tensor]]]:
+    """Wrap `opt.step` to record (parameters before, gradients) of every update it makes."""
+    seen, step = [], opt.step
+
+    def recording(*args, **kwargs):
+        params = [p for g in opt.param_groups for p in g["params"]]
+        seen.append(([p.detach().clone() for p in params], dense_grads(params)))
+        return step(*args, **kwargs)
+
+    opt.step = recording
+    return seen
+
+
 @pytest.mark.parametrize("step_index, due", [(0, True), (3, True), (1, False)])
-def test_lazy_r1_runs_every_k_steps_scaled_by_k(step_index, due):
+def test_lazy_r1_is_its_own_d_update_every_k_steps_scaled_by_k(step_index, due):
+    """StyleGAN2-ADA's Dmain / Dreg: the D update has the objective alone; on due steps a second
+    update of D (D_reg) has γ/2 · k · R1 alone, on the same reals, from D after the first update."""
     step = make_step(r1_gamma=2.0, r1_every=3)
+    assert [p.name for p in step.phases] == ["D", "D_reg", "G"] and step.optimizers == (step.opt_D, step.opt_G)
+    updates = record_updates(step.opt_D)
     assert step.variant(step_index) == (("r1",) if due else ())
     G0, D0, stats = run(step, step_index)
     real = reals(batches()[0])
 
-    def r1(D, real, fake):  # γ/2 · k · E[‖∇D(x)‖²] on the steps where it is due
+    def r1(D, real, fake):  # γ/2 · k · E[‖∇D(x)‖²]
         return (2.0 / 2) * 3 * input_grad(D, real).square().sum(1).mean()
 
-    want, _ = hand_d_grad(copy.deepcopy(D0), G0, real, penalty=r1 if due else None)
-    other, _ = hand_d_grad(copy.deepcopy(D0), G0, real, penalty=None if due else r1)
-    assert_grads(grads(step.D), want, different_from=other)
-    assert ("D/r1" in stats) == due
+    objective, _ = hand_d_grad(copy.deepcopy(D0), G0, real)
+    with_r1, _ = hand_d_grad(copy.deepcopy(D0), G0, real, penalty=r1)
+    assert len(updates) == (2 if due else 1)
+    assert_grads(updates[0][1], objective, different_from=with_r1)
+    assert ("D/r1" in stats) == due and ("grad_norm/D_reg" in stats) == due
+    if due:
+        D1 = copy.deepcopy(D0)
+        with torch.no_grad():
+            for p, before in zip(D1.parameters(), updates[1][0]):
+                p.copy_(before)
+        assert max((a - b).abs().max().item() for a, b in zip(updates[1][0], updates[0][0])) > 1e-5  # D moved
+        D1.zero_grad()
+        r1(D1, real, None).backward()
+        assert_grads(updates[1][1], dense_grads(list(D1.parameters())))
+
+
+def test_lazy_regularization_rescales_d_optimizer_by_k_over_k_plus_1():
+    from ganrun.models import build_models as build
+
+    G, D = build(model_config("mlp"), SPEC)
+    cfg = OptimizerConfig(name="adam", lr=2e-4, betas=[0.5, 0.99])
+    plain_G, plain_D = build_optimizers(cfg, G, D)
+    opt_G, opt_D = build_optimizers(cfg, G, D, d_reg_every=4)
+    c = 4 / 5
+    assert opt_G.param_groups[0]["lr"] == plain_G.param_groups[0]["lr"] == 2e-4
+    assert opt_D.param_groups[0]["lr"] == pytest.approx(2e-4 * c) and plain_D.param_groups[0]["lr"] == 2e-4
+    assert opt_D.param_groups[0]["betas"] == pytest.approx((0.5 ** c, 0.99 ** c))
 
 
 def test_instance_noise_reaches_d_inputs():

@@ -48,12 +48,12 @@ def compose(config_name: str, overrides: list[str], *, return_hydra_config: bool
     from hydra import compose as hydra_compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from ganrun.config.store import has_model_schemas
+    from ganrun.config.store import has_loss_schema, has_model_schemas
 
     setup()
-    if not has_model_schemas():  # a bug in the caller, not a user error
-        raise RuntimeError("no model family has stored its schema: import ganrun.models before composing "
-                           "(the families store schema_model_<name> when imported)")
+    if not (has_model_schemas() and has_loss_schema()):  # a bug in the caller, not a user error
+        raise RuntimeError("the plug-in schemas are not stored: import ganrun.models and ganrun.losses before "
+                           "composing (the families store schema_model_<name>, the regularizers schema_loss)")
     if GlobalHydra.instance().is_initialized():
         return hydra_compose(config_name=config_name, overrides=overrides, return_hydra_config=return_hydra_config)
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):

@@ -46,19 +46,12 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    """The objective and the regularizers' knobs (each read by one declaration in
-    ganrun/losses/regularizers/; defaults in configs/loss/regularizers/default.yaml).
-    Validation is by kind: weights are >= 0, `*_every` intervals > 0, labels in [0, 1]."""
+    """The objective; the regularizers' keys are added by `ganrun.losses.LossConfig`, the group's
+    full schema: each regularizer declares its own beside it (ganrun/losses/regularizers/<name>.py,
+    YAML defaults in configs/loss/regularizers/default.yaml). Validation is by kind of key:
+    weights are >= 0, `*_every` intervals > 0, `*_label` targets in [0, 1]."""
 
     name: str = MISSING  # objective: minimax, non_saturating, hinge, least_squares, wasserstein
-    real_label: float = 1.0  # target for real data (0.9: one-sided label smoothing)
-    fake_label: float = 0.0  # target for fakes (0.02 with real 0.98: two-sided smoothing)
-    gp_weight: float = 0.0  # λ of the gradient penalty on interpolates; 0: off
-    r1_gamma: float = 0.0  # γ of the R1 penalty on real data; 0: off
-    r1_every: int = 1  # steps between R1 evaluations (lazy regularization); 1: every step
-    instance_noise: float = 0.0  # std of Gaussian noise added to D's inputs; 0: off
-    feature_matching: float = 0.0  # weight of the feature-matching G loss; 0: off
-    diffaugment: list[str] = field(default_factory=list)  # DiffAugment policy on D's inputs: color, translation, cutout; []: off
 
 
 @dataclass

@@ -82,7 +82,7 @@ def protocol_key(protocol: Optional[dict]) -> str:
     return json.dumps({k: v for k, v in sorted(protocol.items()) if k not in PROTOCOL_ONLY}, sort_keys=True)
 
 
-def _finite(value: Any) -> Optional[float]:
+def finite_or_none(value: Any) -> Optional[float]:
     """A metric value for ranking: nan (e.g. reverse KL with no high-quality sample) counts as missing."""
     try:
         value = float(value)
@@ -121,7 +121,7 @@ class Tracker:
 
     def logged(self, step: int, values: dict[str, float]) -> None:
         self.step = step
-        speed = _finite(values.get("speed/images_per_s"))
+        speed = finite_or_none(values.get("speed/images_per_s"))
         if speed is not None:
             self.images_per_second = speed
 
@@ -130,7 +130,7 @@ class Tracker:
         self.primary, self.protocol = primary, {**protocol, "name": protocol_name(primary)}
         self.metrics = {k: float(v) for k, v in results.items() if k != "eval/seconds"}
         self.metrics_step = step
-        value = _finite(results.get(primary))
+        value = finite_or_none(results.get(primary))
         self.last = {"value": results.get(primary), "step": step}
         if value is not None and (self.best is None or value < self.best["value"]):
             self.best = {"value": value, "step": step}

@@ -20,14 +20,14 @@ Rendering (rich table, report.md, report.csv, contact sheet) is in `ganrun.sweep
 from __future__ import annotations
 
 import json
-import math
 import os
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from ganrun.sweeps.record import RESULT, metric_kind, override_values, protocol_key, read_result
+from ganrun.sweeps.record import (RESULT, finite_or_none, metric_kind, override_values, protocol_key,
+                                  read_result)
 
 SEED = "seed"
 UNFINISHED = "unfinished"  # no result.json: running, or killed before it could write one
@@ -54,7 +54,7 @@ class Run:
     @property
     def best(self) -> Optional[float]:
         best = (self.result.get("primary") or {}).get("best")
-        return None if not best else _finite(best.get("value"))
+        return None if not best else finite_or_none(best.get("value"))
 
     @property
     def best_step(self) -> Optional[int]:
@@ -64,19 +64,11 @@ class Run:
     def metric(self, kind: str) -> Optional[float]:
         for name, value in (self.result.get("metrics") or {}).items():
             if metric_kind(name) == kind:
-                return _finite(value)
+                return finite_or_none(value)
         return None
 
     def number(self, key: str) -> Optional[float]:
-        return _finite(self.result.get(key))
-
-
-def _finite(value: Any) -> Optional[float]:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
+        return finite_or_none(self.result.get(key))
 
 
 def _is_train_run(path: Path) -> bool:

@@ -116,7 +116,7 @@ def build_run(c: TrainAppConfig, device: torch.device, dataset: Optional[ArrayDa
     G_ema = copy.deepcopy(G).requires_grad_(False) if c.trainer.ema_decay > 0 else None
     loss = build_loss(c.loss)
     check_discriminator(loss, D)
-    opt_G, opt_D = build_optimizers(c.optimizer, G, D)
+    opt_G, opt_D = build_optimizers(c.optimizer, G, D, loss.d_reg_every)
     source = BatchSource(dataset, c.trainer.batch_size, device, seed=c.seed,
                          device_resident=c.dataset.device_resident)
     fixed_z, fixed_c = fixed_inputs(G, spec, c.trainer.num_sample_images, c.seed, device)

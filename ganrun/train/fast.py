@@ -34,7 +34,6 @@ NHWC on CUDA; it is ignored, with a message, on the CPU or for models without co
 
 from __future__ import annotations
 
-import copy
 import warnings
 from typing import Callable, Optional
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -93,7 +95,8 @@ class RunJobs:
         if self.tracker:
             self.tracker.evaluated(step, nimg, name, results, {**ev.record(), "resolution": list(self.dataset.spec.shape)})
         value = sign * results[name]
-        if self.best is None or value < self.best:
+        # a nan/inf evaluation (a diverged G) is never the best, and never blocks a later one
+        if math.isfinite(value) and (self.best is None or not math.isfinite(self.best) or value < self.best):
             self.best = value
             state = self.state(step, nimg)
             state["best"] = {"metric": name, "value": results[name]}

@@ -1,15 +1,22 @@
 """The GAN update as a list of phases, built once, each run by the same function.
 
 A `Phase` names the network it trains, its optimizer and GradScaler, how many real batches it
-takes per step (D: `n_critic`, one update per batch; G: none, one update on fresh noise) and its
-forward, which returns the loss to minimize and reports its statistics. `run_phase` is the one
-sequence every phase follows:
+takes per step (D: `n_critic`, one update per batch; D_reg and G: none), every how many steps it
+runs, and its forward, which returns the loss to minimize and reports its statistics. The step's
+phases, in order (StyleGAN2-ADA's Dmain / Dreg / Gmain):
+
+    D × n_critic     the objective and the regularizers due every step
+    D_reg every k    the lazy D regularizers (R1 with `loss.r1_every=k > 1`) alone, on the last D
+                     batch's reals, one more update of D with its own optimizer step; D's Adam lr
+                     and betas are rescaled by k/(k+1) for it (`ganrun.optim.lazy_rescale`)
+    G                fresh noise
+
+`run_phase` is the one sequence every phase follows:
 
     zero_grad → requires_grad_ on its own module only → forward/backward → unscale → grad norm → step
 
-Lazy regularization (R1 every k steps) is a term of the D phase that is due on some steps only:
-a host-side branch on the step counter (`LossSpec.lazy`), never on a tensor, so every variant of
-the step can be captured as a CUDA graph.
+Whether a phase is due is a host-side branch on the step counter, never on a tensor, so every
+variant of the step (`GanStep.variant`) can be captured as a CUDA graph.
 """
 
 from __future__ import annotations
@@ -33,10 +40,14 @@ class Phase:
     scaler: torch.amp.GradScaler  # fp16 loss scaling; a disabled scaler is a no-op
     batches: int  # real batches per step, one update each; 0: one update that takes no batch
     forward: Forward
+    every: int = 1  # steps between runs of this phase (a lazy regularization phase: k)
 
     @property
     def updates(self) -> int:
         return max(self.batches, 1)
+
+    def due(self, step_index: int) -> bool:
+        return step_index % self.every == 0
 
 
 def total_grad_norm(module: nn.Module) -> torch.Tensor:
@@ -58,11 +69,14 @@ def run_phase(phase: Phase, trained: list[nn.Module], batch: Optional[Batch], st
 
 
 def run_phases(phases: list[Phase], batches: list[Batch], step_index: int) -> Stats:
-    """Every phase in order, each on its share of `batches`; the trained modules end trainable."""
+    """Every phase due at `step_index`, in order, each on its share of `batches` (a phase that takes
+    batches is due every step); the trained modules end trainable."""
     trained = [p.module for p in phases]
     stats: Stats = {}
     it = iter(batches)
     for phase in phases:
+        if not phase.due(step_index):
+            continue
         for _ in range(phase.updates):
             run_phase(phase, trained, next(it) if phase.batches else None, step_index, stats)
     for module in trained:

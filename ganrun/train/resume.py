@@ -42,7 +42,8 @@ def restore_optimizer(opt: torch.optim.Optimizer, state: dict[str, Any], path: A
     config changed on resume.
 
     `load_state_dict` brings back the saved lr, betas, ...; the config is the interface, so
-    `trainer.resume=<run> optimizer.lr=1e-5` must really train on with 1e-5. An unchanged config
+    `trainer.resume=<run> optimizer.lr=1e-5` must really train on with 1e-5 (and a new
+    `loss.r1_every` with its own lazy-phase rescale). An unchanged config
     keeps the saved param groups as they are (and any scheduler-adjusted lr in them).
     """
     configured = [{k: v for k, v in group.items() if k != "params"} for group in opt.param_groups]
@@ -81,7 +82,9 @@ def restore(run, resumed: dict[str, Any], cfg: DictConfig, model_id: dict[str, A
     ckpt.load_state(run.D, resumed["D"], "discriminator", path)
     if run.G_ema is not None and resumed.get("G_ema") is not None:
         ckpt.load_state(run.G_ema, resumed["G_ema"], "generator EMA", path)
-    reconfigured = OmegaConf.to_container(cfg.optimizer, resolve=True) != resumed["config"].get("optimizer")
+    # the optimizer's hyperparameters follow its config and the loss's (a lazy phase rescales D's)
+    reconfigured = any(OmegaConf.to_container(cfg[group], resolve=True) != resumed["config"].get(group)
+                       for group in ("optimizer", "loss"))
     restore_optimizer(run.opt_G, resumed["opt_G"], path, "generator optimizer", reconfigured)
     restore_optimizer(run.opt_D, resumed["opt_D"], path, "discriminator optimizer", reconfigured)
     run.source.load_state_dict(resumed["rng"]["data"])

@@ -1,4 +1,5 @@
-"""One GAN update: the phases D × n_critic, then G, then the EMA of G. Pure tensor work.
+"""One GAN update: the phases D × n_critic, D_reg (lazy, every k steps), G, then the EMA of G.
+Pure tensor work.
 
 No `.item()`, no host sync, no Python branching on tensor values: the statistics come back as
 0-d device tensors, and the loop reads them every `log_every` steps. Branches here depend only
@@ -62,11 +63,16 @@ class GanStep:
         s = settings
         self._ema = EmaUpdate(G_ema, G, s.ema_decay, s.ema_rampup, s.batch_size, s.start_nimg) if G_ema is not None else None
         fp16 = settings.precision == "fp16"
-        self.phases = [
-            Phase("D", D, opt_D, torch.amp.GradScaler(device.type, enabled=fp16), settings.n_critic, self._d_loss),
-            Phase("G", G, opt_G, torch.amp.GradScaler(device.type, enabled=fp16), 0, self._g_loss),
-        ]
-        self._last_real: tuple[Any, Any] = (None, None)  # the last D batch's reals, for G-phase terms
+
+        def scaler() -> torch.amp.GradScaler:
+            return torch.amp.GradScaler(device.type, enabled=fp16)
+
+        self.phases = [Phase("D", D, opt_D, scaler(), settings.n_critic, self._d_loss)]
+        if loss.d_reg_every > 1:  # D's lazy regularizers as their own update (opt_D rescaled at build)
+            self.phases.append(Phase("D_reg", D, opt_D, scaler(), 0, self._d_reg_loss, every=loss.d_reg_every))
+        self.phases.append(Phase("G", G, opt_G, scaler(), 0, self._g_loss))
+        self._last_real: tuple[Any, Any] = (None, None)  # the last D batch's reals, for D_reg and G terms
+        self._last_fake: tuple[Any, Any] = (None, None)  # and its fakes (detached), for D_reg terms
 
     # -- what the loop and the fast path use -----------------------------------------------------
 
@@ -80,7 +86,8 @@ class GanStep:
 
     @property
     def optimizers(self) -> tuple[torch.optim.Optimizer, ...]:
-        return tuple(p.optimizer for p in self.phases)
+        """Each optimizer once (D and D_reg share D's)."""
+        return tuple(dict.fromkeys(p.optimizer for p in self.phases))
 
     def zero_grad(self) -> None:
         for opt in self.optimizers:
@@ -89,8 +96,8 @@ class GanStep:
     def use_forwards(self, G: Optional[Callable] = None, D_features: Optional[Callable] = None) -> None:
         """The callables the step runs for G's forward and D's `forward_features` (e.g. compiled
         ones); None: the modules themselves. Sampling and evaluation call the modules, never these."""
-        self.G_forward = G or self.G
-        self.D_features = D_features or self.D.forward_features
+        self.G_forward = self.G if G is None else G  # not `or`: a compiled module has no truth value
+        self.D_features = self.D.forward_features if D_features is None else D_features
 
     def reset_scalers(self) -> None:
         """Fresh GradScalers with the same scale: an aborted step may have left one mid-iteration."""
@@ -106,7 +113,7 @@ class GanStep:
         return {
             "modules": {k: {n: v.detach().clone() for n, v in m.state_dict().items()}
                         for k, m in modules.items() if m is not None},
-            "optimizers": [copy.deepcopy(p.optimizer.state_dict()) for p in self.phases],
+            "optimizers": [copy.deepcopy(opt.state_dict()) for opt in self.optimizers],
             "scalers": [copy.deepcopy(p.scaler.state_dict()) for p in self.phases],
         }
 
@@ -118,9 +125,10 @@ class GanStep:
                     v.copy_(saved[n])
         self.zero_grad()
         self.reset_scalers()
-        for phase, opt_state, scaler_state in zip(self.phases, snap["optimizers"], snap["scalers"]):
-            phase.optimizer.load_state_dict(opt_state)
-            phase.optimizer.zero_grad(set_to_none=True)
+        for opt, opt_state in zip(self.optimizers, snap["optimizers"]):
+            opt.load_state_dict(opt_state)
+            opt.zero_grad(set_to_none=True)
+        for phase, scaler_state in zip(self.phases, snap["scalers"]):
             if scaler_state:
                 phase.scaler.load_state_dict(scaler_state)
 
@@ -129,7 +137,7 @@ class GanStep:
     def __call__(self, batches: list[Batch], step_index: int) -> Stats:
         assert len(batches) == self.batches_per_step, (len(batches), self.batches_per_step)
         stats = run_phases(self.phases, batches, step_index)
-        self._last_real = (None, None)
+        self._last_real = self._last_fake = (None, None)
         # EMA of G's weights, with its ramp-up (ganrun.train.ema); buffers are copied
         if self._ema is not None:
             self._ema()
@@ -169,16 +177,31 @@ class GanStep:
             fake_logits = self.D_features(self._d_input(fake), c_fake)[0].float()
         objective = self.loss.objective
         d_loss = objective.d_loss(real_logits, fake_logits, *self.loss.targets)
-        total = d_loss
+        self._last_fake = (fake.detach(), c_fake)
         ctx = DInputs(self.D, real, fake, c_real, c_fake, self.autocast)
-        for term in self.loss.acting_in("D"):
+        total = d_loss + self._terms([t for t in self.loss.acting_in("D") if t.every == 1], ctx, step_index, stats)
+        stats["loss/D"] = d_loss.detach()
+        stats.update(objective.d_stats(real_logits, fake_logits))
+        return total
+
+    def _d_reg_loss(self, batch: None, step_index: int, stats: Stats) -> torch.Tensor:
+        """D_reg phase (every k steps): the lazy D terms alone, on the last D batch's reals and
+        fakes (each term scales itself by k)."""
+        lazy = [t for t in self.loss.acting_in("D") if t.every > 1]
+        (real, c_real), (fake, c_fake) = self._last_real, self._last_fake
+        ctx = DInputs(self.D, real, fake, c_real, c_fake, self.autocast)
+        return self._terms(lazy, ctx, step_index, stats)
+
+    @staticmethod
+    def _terms(terms, ctx, step_index: int, stats: Stats) -> torch.Tensor | float:
+        """Σ of the weighted terms due at `step_index`; each logs its raw value under its `stat`."""
+        total = 0.0
+        for term in terms:
             if term.due(step_index):
                 weighted, value = term.penalty(ctx)
                 total = total + weighted
                 if term.stat:
                     stats[term.stat] = value.detach()
-        stats["loss/D"] = d_loss.detach()
-        stats.update(objective.d_stats(real_logits, fake_logits))
         return total
 
     def _g_loss(self, batch: None, step_index: int, stats: Stats) -> torch.Tensor:
@@ -191,11 +214,6 @@ class GanStep:
         g_loss = self.loss.objective.g_loss(fake_logits.float())
         total = g_loss
         ctx = GInputs(self.D_features, fake_features, real, c_real, self._d_input, self.autocast)
-        for term in self.loss.acting_in("G"):
-            if term.due(step_index):
-                weighted, value = term.penalty(ctx)
-                total = total + weighted
-                if term.stat:
-                    stats[term.stat] = value.detach()
+        total = total + self._terms(self.loss.acting_in("G"), ctx, step_index, stats)
         stats["loss/G"] = g_loss.detach()
         return total

@@ -1,8 +1,10 @@
 """Regularizers and stabilizers, each declared once in its own module of this package.
 
 A regularizer is a frozen dataclass registered in `REGULARIZERS` under its name. The class says
-- `fields`: the `loss.*` config keys it reads (typed and commented in `LossConfig`, defaulted
-  once in `configs/loss/regularizers/default.yaml`);
+- `Keys`: a dataclass of the `loss.*` config keys it reads, typed, commented and defaulted (off)
+  beside it; `ganrun.losses.LossConfig`, the loss group's schema, is the objective's `name` plus
+  every regularizer's keys. Their YAML defaults are in `configs/loss/regularizers/default.yaml`,
+  which every loss option includes; `key_names()` lists them;
 - `acts_in`: where the step applies it:
     `D_input`  transforms what D sees, reals and fakes alike (`transform(x)`): instance noise;
                a D-input augmentation such as DiffAugment is one more module here;
@@ -15,12 +17,13 @@ A regularizer is a frozen dataclass registered in `REGULARIZERS` under its name.
   critic Lipschitz (`makes_lipschitz`, read where an objective needs one).
 `from_config(cfg)` returns the active instance, or None when its weight is 0 (off).
 
-Adding one: a module here with `@REGULARIZERS.register("<name>")`, its field(s) in `LossConfig`
-and its default(s) in the one YAML above. Nothing else reads its fields.
+Adding one: a module here with `@REGULARIZERS.register("<name>")` and its `Keys`, and its
+default(s) in the one YAML above. Nothing else reads its keys or needs editing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import pkgutil
 from dataclasses import dataclass
@@ -61,12 +64,17 @@ class GInputs:
 class Regularizer:
     """Base of the declared regularizers; subclasses are frozen dataclasses of their settings."""
 
-    fields: ClassVar[tuple[str, ...]] = ()
+    Keys: ClassVar[type]  # dataclass of the loss.* keys it reads (name: type = default  # comment)
     acts_in: ClassVar[str] = "D"
     stat: ClassVar[Optional[str]] = None
     per_sample: ClassVar[bool] = False  # a per-sample term: D must not mix samples (BatchNorm)
     double_backward: ClassVar[bool] = False  # differentiates through ∇ₓD (no compiled D)
     makes_lipschitz: ClassVar[bool] = False  # keeps a critic Lipschitz (what wasserstein needs)
+
+    @classmethod
+    def key_names(cls) -> tuple[str, ...]:
+        """The `loss.*` keys this regularizer reads, in declaration order."""
+        return tuple(f.name for f in dataclasses.fields(cls.Keys))
 
     @property
     def name(self) -> str:

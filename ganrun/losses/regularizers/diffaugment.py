@@ -18,7 +18,7 @@ DiffAugment_pytorch.py):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import torch
@@ -117,7 +117,10 @@ class DiffAugmentInput(Regularizer):
 
     policy: tuple[str, ...]
 
-    fields = ("diffaugment",)
+    @dataclass
+    class Keys:
+        diffaugment: list[str] = field(default_factory=list)  # DiffAugment policy on D's inputs: color, translation, cutout; []: off
+
     acts_in = "D_input"
     images_only = True  # (N, C, H, W): refused for 2-D points by check_discriminator
 

@@ -15,7 +15,10 @@ from ganrun.losses.regularizers import REGULARIZERS, GInputs, Regularizer
 class FeatureMatching(Regularizer):
     weight: float
 
-    fields = ("feature_matching",)
+    @dataclass
+    class Keys:
+        feature_matching: float = 0.0  # weight of the feature-matching G loss; 0: off
+
     acts_in = "G"
     stat = "loss/feature_matching"
 

@@ -13,7 +13,10 @@ from ganrun.losses.regularizers import REGULARIZERS, DInputs, Regularizer
 class GradientPenalty(Regularizer):
     weight: float  # λ
 
-    fields = ("gp_weight",)
+    @dataclass
+    class Keys:
+        gp_weight: float = 0.0  # λ of the gradient penalty on interpolates; 0: off
+
     acts_in = "D"
     stat = "D/gp"
     per_sample = True

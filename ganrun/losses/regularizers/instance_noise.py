@@ -14,7 +14,10 @@ from ganrun.losses.regularizers import REGULARIZERS, Regularizer
 class InstanceNoise(Regularizer):
     std: float  # σ
 
-    fields = ("instance_noise",)
+    @dataclass
+    class Keys:
+        instance_noise: float = 0.0  # std of Gaussian noise added to D's inputs; 0: off
+
     acts_in = "D_input"
 
     @classmethod

@@ -14,7 +14,11 @@ class LabelSmoothing(Regularizer):
     real: float
     fake: float
 
-    fields = ("real_label", "fake_label")
+    @dataclass
+    class Keys:
+        real_label: float = 1.0  # target for real data (0.9: one-sided label smoothing)
+        fake_label: float = 0.0  # target for fakes (0.02 with real 0.98: two-sided smoothing)
+
     acts_in = "targets"
 
     @classmethod

@@ -14,7 +14,11 @@ class R1(Regularizer):
     gamma: float  # γ
     interval: int  # steps between evaluations
 
-    fields = ("r1_gamma", "r1_every")
+    @dataclass
+    class Keys:
+        r1_gamma: float = 0.0  # γ of the R1 penalty on real data; 0: off
+        r1_every: int = 1  # steps between R1 evaluations (lazy regularization); 1: every step
+
     acts_in = "D"
     stat = "D/r1"
     double_backward = True
