@@ -22,7 +22,7 @@ from ganrun.observe.images import image_grid
 from ganrun.observe.stats import Stats
 from ganrun.observe.tensorboard import TensorBoard
 from ganrun.rundir import RECORD_ENV, own, remove_if_created
-from ganrun.runtime import pick_device
+from ganrun.runtime import pick_device, set_cpu_threads
 from ganrun.shell import command, override
 from ganrun.sweeps.record import Tracker
 from ganrun.train import checkpoint as ckpt
@@ -169,6 +169,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = (), tracker
 def _train(cfg: DictConfig, c: TrainAppConfig, run_dir: Path, overrides: Sequence[str],
            resumed: Optional[dict[str, Any]], tracker: Optional[Tracker], on_ready: Optional[Callable[[], None]],
            device, dist: distributed.Dist) -> dict[str, float]:
+    set_cpu_threads(device, c.device.cpu_threads)
     built = build_run(c, device, dist=dist)
     model_id = ckpt.model_identity(c.model, built.spec)
     start_step, start_nimg = restore(built, resumed, cfg, model_id, device) if resumed else (0, 0)
@@ -198,7 +199,7 @@ def _train(cfg: DictConfig, c: TrainAppConfig, run_dir: Path, overrides: Sequenc
         tracker.begin(resumed.get("result") if resumed is not None else None)
 
     step_fn = built.step_fn(c.trainer.compile, c.device.channels_last,
-                            notify=lambda text: console.message(text, style="warning"))
+                            notify=lambda text: console.message(text, style="warning"), start_nimg=start_nimg)
     t = c.trainer
     schedule = Schedule(built.steps, t.log_every, t.sample_every, t.checkpoint_every, c.eval.every)
     try:

@@ -74,6 +74,7 @@ class DeviceConfig:
     precision: str = "fp32"  # fp32, bf16 or fp16 (autocast; losses stay fp32)
     channels_last: bool = False  # conv models: NHWC memory format on CUDA
     deterministic: bool = False  # torch.use_deterministic_algorithms; bit-exact reruns on CPU
+    cpu_threads: Optional[int] = None  # torch intra-op threads when training on the CPU; None: torch's default (one per core)
 
 
 @dataclass
@@ -83,6 +84,7 @@ class TrainerConfig:
     epochs: Optional[float] = None  # passes over the data (in D batches); used when max_steps is None
     n_critic: int = 1  # D steps per G step (5 for WGAN-GP)
     ema_decay: float = 0.0  # EMA of G's weights per step (e.g. 0.999); 0: off
+    ema_rampup: float = 0.0  # EMA half-life capped at this fraction of the images seen (StyleGAN2-ADA: 0.05); 0: off
     log_every: int = 50  # steps between reading scalars to the host and logging them
     sample_every: int = 500  # steps between sample grids; 0: only at the end
     checkpoint_every: int = 1000  # steps between checkpoints/last.pt; the end always saves

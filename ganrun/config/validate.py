@@ -141,6 +141,7 @@ def validate_optimizer(o) -> None:
 def validate_device(d) -> None:
     _one_of("device.name", d.name, ["auto", "cpu", "cuda"])
     _one_of("device.precision", d.precision, ["fp32", "bf16", "fp16"])
+    _positive("device.cpu_threads", d.cpu_threads, allow_none=True)
 
 
 def validate_trainer(t) -> None:
@@ -152,6 +153,9 @@ def validate_trainer(t) -> None:
     _positive("trainer.n_critic", t.n_critic)
     if not 0.0 <= t.ema_decay < 1.0:
         raise UserError(f"trainer.ema_decay must be in [0, 1), got {t.ema_decay}")
+    _positive("trainer.ema_rampup", t.ema_rampup, allow_zero=True)
+    if t.ema_rampup > 0 and t.ema_decay == 0:
+        raise UserError("trainer.ema_rampup ramps up the EMA of G, which is off; set trainer.ema_decay (e.g. 0.999)")
     _positive("trainer.log_every", t.log_every)
     _positive("trainer.sample_every", t.sample_every, allow_zero=True)
     _positive("trainer.checkpoint_every", t.checkpoint_every)
@@ -185,6 +189,11 @@ def validate_eval(e) -> None:
 def validate_across(cfg) -> None:
     """Rules that span groups. (What a loss needs of D, e.g. a Lipschitz critic for an objective
     that says so, is checked on the built D by `ganrun.losses.check_discriminator`.)"""
+    model, trainer = getattr(cfg, "model", None), getattr(cfg, "trainer", None)
+    pack = getattr(model, "pack", 1)  # PacGAN packing: MLP families only
+    if model is not None and trainer is not None and trainer.batch_size % pack:
+        raise UserError(f"trainer.batch_size={trainer.batch_size} must be a multiple of model.pack={pack} "
+                        "(D judges packs of that many samples)")
 
 
 VALIDATORS = {

@@ -35,7 +35,9 @@ def _loss_schema() -> type:
             if f.name in owner:  # a bug in a declaration, caught on import
                 raise TypeError(f"loss.{f.name} is declared by both {owner[f.name]} and {name}")
             owner[f.name] = name
-            keys.append((f.name, types[f.name], dataclasses.field(default=f.default)))
+            default = (dataclasses.field(default=f.default) if f.default is not dataclasses.MISSING
+                       else dataclasses.field(default_factory=f.default_factory))  # list keys (diffaugment)
+            keys.append((f.name, types[f.name], default))
     full = dataclasses.make_dataclass("LossConfig", keys, bases=(schema.LossConfig,))
     full.__module__ = __name__
     return full
@@ -119,3 +121,7 @@ def check_discriminator(loss: LossSpec, D: nn.Module) -> None:
             f"loss={loss.objective.name} needs a Lipschitz critic: set loss.gp_weight=10 (model=wgan_gp does), "
             f"model.spectral_norm=true, or another Lipschitz term ({keys})"
         )
+    for t in loss.terms:
+        if getattr(t, "images_only", False) and len(getattr(D, "in_shape", ())) != 3:
+            raise UserError(f"loss.{t.key_names()[0]}={list(t.policy)} transforms images (N, C, H, W), but this D "
+                            f"reads samples of shape {tuple(D.in_shape)}; set loss.{t.key_names()[0]}=[] for points")

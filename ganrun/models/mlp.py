@@ -7,13 +7,18 @@ G: z (latent_dim) [+ Embedding(num_classes, embed_dim)(c)] → Linear 256 → LR
 D: x flattened [+ Embedding(num_classes, embed_dim)(c)] → Linear 512 → LReLU → Dropout(0.3) →
    Linear 256 → LReLU → Dropout(0.3) → [minibatch std] → Linear 1 (a logit; the loss applies the
    sigmoid in its stable logits form). 533,505 parameters for 28×28×1; 559,605 conditional.
+   PacGAN packing (Lin et al. 2018, `model.pack=m`): D reads m samples at once, their flattened
+   inputs (and label embeddings) concatenated into one row of width m·(prod(shape) [+ embed]),
+   and gives one logit per pack (N/m,); the batch must divide by m.
+`model.g_widths` / `model.d_widths` replace the hidden widths (the PacGAN mixture nets are
+G 400×4, D 200×3); on the 2-D mixtures configs/dataset_model/ sets 3 × 128 for both.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
 
 import torch
 from torch import nn
@@ -33,20 +38,28 @@ class MLPConfig(ModelConfig):
 
     dropout: float = 0.3  # D dropout probability
     minibatch_std: bool = False  # minibatch standard-deviation feature before D's last layer
+    pack: int = 1  # PacGAN packing: D judges m consecutive samples at once, concatenated; 1: off
+    g_widths: list[int] = field(default_factory=list)  # G hidden widths; []: (256, 512, 1024)
+    d_widths: list[int] = field(default_factory=list)  # D hidden widths; []: (512, 256)
 
     def check(self, spec=None) -> None:
         if not 0.0 <= self.dropout < 1.0:
             raise UserError(f"model.dropout must be in [0, 1), got {self.dropout}")
+        if self.pack < 1:
+            raise UserError(f"model.pack must be >= 1, got {self.pack}")
+        for key in ("g_widths", "d_widths"):
+            if any(w <= 0 for w in getattr(self, key)):
+                raise UserError(f"model.{key} must list positive widths, got {list(getattr(self, key))}")
 
 
 class MLPGenerator(Generator):
     def __init__(self, latent_dim: int, out_shape: tuple[int, ...], num_classes: int = 0,
-                 embed_dim: int = 50, tanh: bool = True) -> None:
+                 embed_dim: int = 50, tanh: bool = True, widths: Sequence[int] = G_WIDTHS) -> None:
         super().__init__(latent_dim, out_shape, num_classes)
         self.embed = nn.Embedding(num_classes, embed_dim) if num_classes else None
         layers: list[nn.Module] = []
         width = latent_dim + (embed_dim if num_classes else 0)
-        for out in G_WIDTHS:
+        for out in widths:
             layers += [nn.Linear(width, out), nn.LeakyReLU(0.2), nn.BatchNorm1d(out)]
             width = out
         layers.append(nn.Linear(width, math.prod(out_shape)))
@@ -62,12 +75,14 @@ class MLPGenerator(Generator):
 
 class MLPDiscriminator(Discriminator):
     def __init__(self, in_shape: tuple[int, ...], num_classes: int = 0, embed_dim: int = 50,
-                 dropout: float = 0.3, minibatch_std: bool = False) -> None:
+                 dropout: float = 0.3, minibatch_std: bool = False, pack: int = 1,
+                 widths: Sequence[int] = D_WIDTHS) -> None:
         super().__init__(in_shape, num_classes)
         self.embed = nn.Embedding(num_classes, embed_dim) if num_classes else None
+        self.pack = pack
         layers: list[nn.Module] = []
-        width = math.prod(in_shape) + (embed_dim if num_classes else 0)
-        for out in D_WIDTHS:
+        width = pack * (math.prod(in_shape) + (embed_dim if num_classes else 0))
+        for out in widths:
             layers += [nn.Linear(width, out), nn.LeakyReLU(0.2), nn.Dropout(dropout)]
             width = out
         self.features = nn.Sequential(*layers)
@@ -76,11 +91,14 @@ class MLPDiscriminator(Discriminator):
 
     def forward_features(self, x: torch.Tensor, c: Optional[torch.Tensor] = None):
         assert_shape(x, (None, *self.in_shape), "D input")
+        if x.shape[0] % self.pack:
+            raise ValueError(f"model.pack={self.pack}: D got a batch of {x.shape[0]}, which it does not divide")
         h = x.flatten(1)  # (N, prod(shape))
         if self.embed is not None:
             h = torch.cat([h, self.embed(c)], dim=1)
-        feats = self.features(h)  # (N, 256)
-        logits = self.head(feats if self.mbstd is None else self.mbstd(feats)).squeeze(1)  # (N,)
+        h = h.reshape(h.shape[0] // self.pack, -1)  # (N/m, m·width): consecutive samples packed
+        feats = self.features(h)  # (N/m, widths[-1])
+        logits = self.head(feats if self.mbstd is None else self.mbstd(feats)).squeeze(1)  # (N/m,)
         return logits, feats
 
 
@@ -88,8 +106,10 @@ class MLPDiscriminator(Discriminator):
 @register_family("mlp", "cgan", schema=MLPConfig)
 def build_mlp(cfg: MLPConfig, spec):
     num_classes = spec.num_classes if cfg.conditional else 0
-    G = MLPGenerator(cfg.latent_dim, spec.shape, num_classes, cfg.embed_dim, tanh=spec.is_image)
-    D = MLPDiscriminator(spec.shape, num_classes, cfg.embed_dim, cfg.dropout, cfg.minibatch_std)
+    G = MLPGenerator(cfg.latent_dim, spec.shape, num_classes, cfg.embed_dim, tanh=spec.is_image,
+                     widths=tuple(cfg.g_widths) or G_WIDTHS)
+    D = MLPDiscriminator(spec.shape, num_classes, cfg.embed_dim, cfg.dropout, cfg.minibatch_std, cfg.pack,
+                         widths=tuple(cfg.d_widths) or D_WIDTHS)
     if cfg.spectral_norm:
         apply_spectral_norm(D)
     return G, D

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
 import torch
@@ -53,9 +53,11 @@ class BuiltRun:
     def spec(self) -> DataSpec:
         return self.dataset.spec
 
-    def step_fn(self, compile: str, channels_last: bool, notify: Callable[[str], None]):
-        """The GAN step over these parts, accelerated as `trainer.compile` says."""
-        step = GanStep(self.G, self.D, self.G_ema, self.loss, self.opt_G, self.opt_D, self.settings, self.device,
+    def step_fn(self, compile: str, channels_last: bool, notify: Callable[[str], None], start_nimg: int = 0):
+        """The GAN step over these parts, accelerated as `trainer.compile` says; `start_nimg` images were
+        seen before its first call (a resumed run: the EMA ramp-up goes on from there)."""
+        settings = replace(self.settings, start_nimg=start_nimg)
+        step = GanStep(self.G, self.D, self.G_ema, self.loss, self.opt_G, self.opt_D, settings, self.device,
                        self.dist)
         return accelerate(step, compile, channels_last=channels_last, notify=notify)
 
@@ -129,6 +131,7 @@ def build_run(c: TrainAppConfig, device: torch.device, dataset: Optional[ArrayDa
     source = BatchSource(dataset, c.trainer.batch_size, device, seed=c.seed,
                          device_resident=c.dataset.device_resident, rank=dist.rank, world_size=dist.world_size)
     fixed_z, fixed_c = fixed_inputs(G, spec, c.trainer.num_sample_images, c.seed, device)
-    settings = StepSettings(c.trainer.n_critic, c.trainer.ema_decay, c.dataset.flip, c.device.precision)
+    t = c.trainer
+    settings = StepSettings(t.n_critic, t.ema_decay, c.dataset.flip, c.device.precision, t.ema_rampup, t.batch_size)
     return BuiltRun(dataset, G, D, G_ema, loss, opt_G, opt_D, source, settings, fixed_z, fixed_c,
                     total_steps(c.trainer, spec.size), device, dist)

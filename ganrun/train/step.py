@@ -26,11 +26,11 @@ from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
-from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 from ganrun.data import to_model_range
 from ganrun.losses import DInputs, GInputs, LossSpec
 from ganrun.train.distributed import Dist
+from ganrun.train.ema import EmaUpdate
 from ganrun.train.phases import Batch, Phase, Stats, run_phases, total_grad_norm
 
 __all__ = ["Batch", "GanStep", "PRECISIONS", "StepSettings", "total_grad_norm"]
@@ -44,6 +44,9 @@ class StepSettings:
     ema_decay: float  # 0: no EMA
     flip: bool  # random horizontal flips of reals
     precision: str  # fp32, bf16, fp16
+    ema_rampup: float = 0.0  # EMA half-life capped at this fraction of the images seen; 0: off
+    batch_size: int = 0  # images per step (the EMA ramp-up counts images); needed when ema_rampup > 0
+    start_nimg: int = 0  # images seen before this step's first call (resume)
 
 
 class GanStep:
@@ -64,7 +67,8 @@ class GanStep:
         dtype = PRECISIONS[settings.precision]
         self.autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype else nullcontext
         self.use_forwards()
-        self._ema = get_ema_multi_avg_fn(settings.ema_decay) if G_ema is not None else None
+        s = settings
+        self._ema = EmaUpdate(G_ema, G, s.ema_decay, s.ema_rampup, s.batch_size, s.start_nimg) if G_ema is not None else None
         fp16 = settings.precision == "fp16"
 
         def scaler() -> torch.amp.GradScaler:
@@ -143,12 +147,9 @@ class GanStep:
         assert len(batches) == self.batches_per_step, (len(batches), self.batches_per_step)
         stats = run_phases(self.phases, batches, step_index)
         self._last_real = self._last_fake = (None, None)
-        # EMA of G's weights; buffers (BatchNorm statistics) are copied
+        # EMA of G's weights, with its ramp-up (ganrun.train.ema); buffers are copied
         if self._ema is not None:
-            self._ema(list(self.G_ema.parameters()), list(self.G.parameters()), None)
-            with torch.no_grad():
-                for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
-                    b_ema.copy_(b)
+            self._ema()
         return stats
 
     # -- the phases' forwards ------------------------------------------------------------------
@@ -170,7 +171,7 @@ class GanStep:
 
     def _d_input(self, x: torch.Tensor) -> torch.Tensor:
         for term in self.loss.acting_in("D_input"):
-            x = term.transform(x, self.dist.randn_like)
+            x = term.transform(x, self.dist)
         return x
 
     def _d_loss(self, batch: Batch, step_index: int, stats: Stats) -> torch.Tensor:

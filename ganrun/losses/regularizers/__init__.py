@@ -6,13 +6,14 @@ A regularizer is a frozen dataclass registered in `REGULARIZERS` under its name.
   every regularizer's keys. Their YAML defaults are in `configs/loss/regularizers/default.yaml`,
   which every loss option includes; `key_names()` lists them;
 - `acts_in`: where the step applies it:
-    `D_input`  transforms what D sees, reals and fakes alike (`transform(x, randn_like)`): instance noise;
-               a D-input augmentation such as DiffAugment is one more module here;
+    `D_input`  transforms what D sees, reals and fakes alike (`transform(x, draws)`): instance
+               noise, DiffAugment;
     `targets`  the objective's real/fake targets (`targets()`): label smoothing;
     `D`        adds a term to D's loss (`penalty(ctx: DInputs)`): gradient penalty, R1;
     `G`        adds a term to G's loss (`penalty(ctx: GInputs)`): feature matching;
-- random draws go through the callables the step passes (`randn_like`, `DInputs.rand`), so that
-  several ranks draw one global batch's values and keep their slices (ganrun.train.distributed);
+- random draws go through what the step passes (`transform`'s `draws`, `DInputs.rand`), so that
+  several ranks draw one global batch's values and keep their slices (ganrun.train.distributed's
+  `Dist` has the methods of `Draws`);
 - `stat`: the name its raw (unweighted) value is logged under, or None;
 - `every`: steps between evaluations (lazy regularization; the term scales itself);
 - what it needs of D (`per_sample`: no BatchNorm; `double_backward`) and whether it keeps a
@@ -37,6 +38,25 @@ from torch import nn
 from ganrun.registry import Registry
 
 PLACES = ("D_input", "targets", "D", "G")
+
+
+class Draws:
+    """The random draws of a D-input transform, per sample of this process's batch: torch's own.
+    On several ranks the step passes its `Dist`, whose methods of the same names return this rank's
+    slice of one draw for the global batch."""
+
+    def rand(self, n: int, *shape: int, device: torch.device, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+        return torch.rand(n, *shape, device=device, dtype=dtype)
+
+    def randn_like(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.randn_like(x)
+
+    def randint(self, high: int, n: int, device: torch.device) -> torch.Tensor:
+        """n integers in [0, high)."""
+        return torch.randint(high, (n,), device=device)
+
+
+TORCH_DRAWS = Draws()
 
 
 @dataclass(frozen=True)
@@ -108,8 +128,7 @@ class Regularizer:
         raise NotImplementedError
 
     # acts_in "D_input"
-    def transform(self, x: torch.Tensor, randn_like: Callable[[torch.Tensor], torch.Tensor] = torch.randn_like
-                  ) -> torch.Tensor:
+    def transform(self, x: torch.Tensor, draws: Draws = TORCH_DRAWS) -> torch.Tensor:
         raise NotImplementedError
 
     # acts_in "targets": (real target, fake target)

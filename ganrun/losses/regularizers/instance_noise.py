@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from typing import Callable
 
 import torch
 
-from ganrun.losses.regularizers import REGULARIZERS, Regularizer
+from ganrun.losses.regularizers import REGULARIZERS, TORCH_DRAWS, Draws, Regularizer
 
 
 @REGULARIZERS.register("instance_noise")
@@ -26,6 +25,5 @@ class InstanceNoise(Regularizer):
     def from_config(cls, cfg):
         return cls(cfg.instance_noise) if cfg.instance_noise > 0 else None
 
-    def transform(self, x: torch.Tensor, randn_like: Callable[[torch.Tensor], torch.Tensor] = torch.randn_like
-                  ) -> torch.Tensor:
-        return x + self.std * randn_like(x)
+    def transform(self, x: torch.Tensor, draws: Draws = TORCH_DRAWS) -> torch.Tensor:
+        return x + self.std * draws.randn_like(x)
