@@ -118,3 +118,12 @@ def test_result_file_is_plain_json(tmp_path):
     assert data["status"] == "done" and data["objective"] == 0.25 and data["protocol"]["name"] == "2.5k/mixture"
     assert set(data) >= {"primary", "metrics", "step", "images_seen", "wall_seconds", "images_per_second",
                          "overrides", "segments"}
+
+
+def test_rows_without_a_score_rank_finished_runs_before_diverged_ones(tmp_path):
+    """No finite metric anywhere (reverse KL is nan without high-quality samples): a run that finished
+    still ranks above one that diverged, whatever the dir names say."""
+    write_run(tmp_path, "0_lr-1e10", ["optimizer.lr=1e10"], float("nan"), status="diverged")
+    write_run(tmp_path, "1_lr-1e-3", ["optimizer.lr=1e-3"], float("nan"))
+    rows = build(tmp_path, collect(tmp_path)).tables[0].rows
+    assert [(r.key["optimizer.lr"], r.runs[0].status) for r in rows] == [(1e-3, "done"), (1e10, "diverged")]

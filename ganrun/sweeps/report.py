@@ -175,6 +175,11 @@ def build(root: Path, runs: list[Run]) -> Report:
     return Report(root, columns, seeds, tables, notes, runs)
 
 
+def _standing(run: Run) -> int:
+    """0 done, 1 interrupted or running (may still finish), 2 diverged or failed."""
+    return 0 if run.status == "done" else 2 if run.status in ("diverged", "failed") else 1
+
+
 def _table(runs: list[Run], columns: list[str]) -> Table:
     groups: dict[str, list[Run]] = {}
     for run in runs:
@@ -182,9 +187,11 @@ def _table(runs: list[Run], columns: list[str]) -> Table:
         groups.setdefault(key, []).append(run)
     rows = []
     for members in groups.values():
-        members.sort(key=lambda r: (r.best is None, r.best if r.best is not None else 0.0, str(r.dir)))
+        members.sort(key=lambda r: (r.best is None, r.best if r.best is not None else 0.0, _standing(r), str(r.dir)))
         rows.append(Row(0, members, {c: members[0].overrides.get(c) for c in columns}))
-    rows.sort(key=lambda row: (row.score is None, row.score if row.score is not None else 0.0, str(row.runs[0].dir)))
+    # by score; rows without one (no finite metric yet) by how far their runs got, finished ones first
+    rows.sort(key=lambda row: (row.score is None, row.score if row.score is not None else 0.0,
+                               min(_standing(r) for r in row.runs), str(row.runs[0].dir)))
     for i, row in enumerate(rows, 1):
         row.rank = i
     primary = next((r.primary for r in runs if r.primary), None)
