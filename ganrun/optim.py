@@ -1,8 +1,9 @@
-"""Optimizers by config name; separate learning rates for G and D (TTUR)."""
+"""Optimizers by config name; separate learning rates for G and D (TTUR); learning-rate decay."""
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+import math
+from typing import Callable, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -62,3 +63,37 @@ def build_optimizers(cfg, G: nn.Module, D: nn.Module, d_reg_every: int = 1
     opt_G, opt_D = make(G.parameters(), g_lr, cfg), make(D.parameters(), d_lr, cfg)
     lazy_rescale(opt_D, d_reg_every)
     return opt_G, opt_D
+
+
+LR_DECAYS: dict[str, Callable[[float], float]] = {  # progress t in [0, 1) → factor on the built lr
+    "none": lambda t: 1.0,
+    "linear": lambda t: 1.0 - t,
+    "cosine": lambda t: 0.5 * (1.0 + math.cos(math.pi * t)),
+}
+
+
+class LrDecay:
+    """`optimizer.lr_decay`: every group's learning rate goes from its built value to 0 over the run.
+
+    Callable: `decay(step_index)` sets lr = lr_built · f(step_index / total_steps) in each group
+    before the step's updates (f from `LR_DECAYS`; step_index counts finished steps, so step 0
+    trains at the full lr and the last at lr/T for `linear`). The built values are read when the
+    decay is made, i.e. from the config (after the lazy-regularization rescale), never from a
+    restored checkpoint: the lr at a step is a function of the step alone, so a resumed run
+    follows the uninterrupted one. Host-side floats: the eager and inductor steps honour it; a
+    captured CUDA graph would bake the lr in, so `trainer.compile=graph` refuses it (validate).
+    """
+
+    def __init__(self, kind: str, optimizers: Sequence[torch.optim.Optimizer], total_steps: int) -> None:
+        if kind not in LR_DECAYS:
+            raise ValueError(f"lr decay must be one of {', '.join(LR_DECAYS)}; got {kind!r}")
+        self.kind, self.total_steps = kind, max(1, total_steps)
+        self.groups = [(group, group["lr"]) for opt in optimizers for group in opt.param_groups]
+
+    def factor(self, step_index: int) -> float:
+        return LR_DECAYS[self.kind](min(step_index, self.total_steps) / self.total_steps)
+
+    def __call__(self, step_index: int) -> None:
+        f = self.factor(step_index)
+        for group, built in self.groups:
+            group["lr"] = built * f

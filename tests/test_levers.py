@@ -16,6 +16,7 @@ from ganrun.data import DataSpec
 from ganrun.losses import build_loss
 from ganrun.losses.regularizers.diffaugment import POLICIES, DiffAugment, cutout, translation
 from ganrun.models import build_models
+from ganrun.optim import LrDecay
 from ganrun.train.ema import EmaUpdate, half_life_images
 from ganrun.train.step import GanStep, StepSettings
 
@@ -270,3 +271,57 @@ def test_g_widths_and_d_widths_replace_the_hidden_widths():
     assert hidden_widths(G) == [7, 9] and hidden_widths(D) == [5]
     G, D = build_models(model_cfg(), IMAGES)  # [] keeps the tutorial widths
     assert hidden_widths(G) == [256, 512, 1024] and hidden_widths(D) == [512, 256]
+
+
+def test_g_norm_none_drops_every_batchnorm_of_g_and_keeps_its_widths():
+    G, _ = build_models(model_cfg(g_widths=[7, 9]), POINTS)
+    assert sum(isinstance(m, nn.BatchNorm1d) for m in G.modules()) == 2
+    G, D = build_models(model_cfg(g_widths=[7, 9], g_norm="none"), POINTS)
+    assert not any(isinstance(m, nn.BatchNorm1d) for m in G.modules())
+    assert hidden_widths(G) == [7, 9]
+    G.train()
+    z = torch.randn(4, 8)
+    assert torch.allclose(G(z[:2]), G(z)[:2], atol=1e-6)  # no batch statistics: each sample is its own
+
+
+# -- learning-rate decay -------------------------------------------------------------------------
+
+def test_lr_decay_factors_run_from_one_to_zero():
+    opt = torch.optim.Adam([nn.Parameter(torch.zeros(1))], lr=1.0)
+    linear, cosine = LrDecay("linear", [opt], 10), LrDecay("cosine", [opt], 10)
+    assert [linear.factor(s) for s in (0, 5, 9, 10)] == pytest.approx([1.0, 0.5, 0.1, 0.0])
+    assert [cosine.factor(s) for s in (0, 5, 10)] == pytest.approx([1.0, 0.5, 0.0])
+    assert cosine.factor(2) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.2)))
+    assert LrDecay("none", [opt], 10).factor(7) == 1.0
+    with pytest.raises(ValueError, match="lr decay must be one of none, linear, cosine"):
+        LrDecay("step", [opt], 10)
+
+
+def test_the_step_sets_each_groups_lr_from_the_built_one_whatever_a_checkpoint_left():
+    torch.manual_seed(0)
+    G, D = build_models(model_cfg(d_widths=[16], g_widths=[16]), POINTS)
+    opt_G, opt_D = torch.optim.Adam(G.parameters(), 1e-3), torch.optim.Adam(D.parameters(), 4e-3)
+    decay = LrDecay("linear", (opt_D, opt_G), 20)  # made at build, before any restore
+    step = GanStep(G, D, None, build_loss(loss_cfg()), opt_G, opt_D, StepSettings(1, 0.0, False, "fp32"),
+                   torch.device("cpu"), lr_decay=decay)
+    opt_G.param_groups[0]["lr"] = opt_D.param_groups[0]["lr"] = 123.0  # e.g. a restored, already decayed lr
+    lrs_in_update = []
+    opt_G.register_step_pre_hook(lambda opt, *_: lrs_in_update.append(opt.param_groups[0]["lr"]))
+    for index in (0, 15):
+        step([(torch.randn(8, 2), None)], index)
+    assert lrs_in_update == pytest.approx([1e-3, 1e-3 * 0.25])
+    assert opt_D.param_groups[0]["lr"] == pytest.approx(4e-3 * 0.25)
+
+
+def test_a_decayed_run_ends_at_the_last_steps_lr_and_graph_capture_refuses_it(ganrun, tmp_path):
+    run = tmp_path / "r"
+    proc = ganrun("train", "dataset=ring8", "device=cpu", "optimizer.lr_decay=linear", "optimizer.lr=1e-3",
+                  "trainer.max_steps=8", "trainer.batch_size=16", f"hydra.run.dir={run}")
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    state = torch.load(run / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+    for key in ("opt_G", "opt_D"):
+        assert state[key]["param_groups"][0]["lr"] == pytest.approx(1e-3 * (1 - 7 / 8))  # step index 7 of 8
+    proc = ganrun("train", "dataset=ring8", "device=cpu", "optimizer.lr_decay=cosine", "trainer.compile=graph",
+                  f"hydra.run.dir={tmp_path / 'g'}")
+    assert proc.returncode == 2 and "trainer.compile=inductor or none" in proc.stderr
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]

@@ -66,6 +66,7 @@ class OptimizerConfig:
     alpha: float = 0.99  # rmsprop smoothing constant
     eps: float = 1e-8  # adam, rmsprop
     weight_decay: float = 0.0
+    lr_decay: str = "none"  # none, linear or cosine: both learning rates decay to 0 over the run's steps
 
 
 @dataclass

@@ -15,6 +15,7 @@ from dataclasses import fields
 from typing import Any, Iterable, Iterator
 
 from ganrun.errors import UserError
+from ganrun.optim import LR_DECAYS
 
 INT64_MAX = 2**63 - 1
 FLOAT32_MAX = 3.4028234663852886e38
@@ -136,6 +137,7 @@ def validate_optimizer(o) -> None:
         raise UserError(f"optimizer.alpha must be in [0, 1), got {o.alpha}")
     _positive("optimizer.eps", o.eps)
     _positive("optimizer.weight_decay", o.weight_decay, allow_zero=True)
+    _one_of("optimizer.lr_decay", o.lr_decay, list(LR_DECAYS))
 
 
 def validate_device(d) -> None:
@@ -194,6 +196,11 @@ def validate_across(cfg) -> None:
     if model is not None and trainer is not None and trainer.batch_size % pack:
         raise UserError(f"trainer.batch_size={trainer.batch_size} must be a multiple of model.pack={pack} "
                         "(D judges packs of that many samples)")
+    optimizer = getattr(cfg, "optimizer", None)
+    if optimizer is not None and trainer is not None and optimizer.lr_decay != "none" and trainer.compile == "graph":
+        raise UserError(f"optimizer.lr_decay={optimizer.lr_decay} changes the learning rate every step, which a "
+                        "captured CUDA graph would keep at its first value; use trainer.compile=inductor or none, "
+                        "or optimizer.lr_decay=none")
 
 
 VALIDATORS = {

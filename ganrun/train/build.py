@@ -22,7 +22,7 @@ from ganrun.data.loader import BatchSource
 from ganrun.errors import UserError
 from ganrun.losses import build_loss, check_discriminator
 from ganrun.models import build_models
-from ganrun.optim import build_optimizers
+from ganrun.optim import LrDecay, build_optimizers
 from ganrun.runtime import fixed_inputs, seed_everything
 from ganrun.train.distributed import Dist, convert_sync_bn
 from ganrun.train.fast import accelerate
@@ -48,6 +48,7 @@ class BuiltRun:
     steps: int  # total training steps
     device: torch.device
     dist: Dist  # this process's rank in the run (Dist(): one process)
+    lr_decay: Optional[LrDecay] = None  # optimizer.lr_decay; None: constant learning rates
 
     @property
     def spec(self) -> DataSpec:
@@ -58,7 +59,7 @@ class BuiltRun:
         seen before its first call (a resumed run: the EMA ramp-up goes on from there)."""
         settings = replace(self.settings, start_nimg=start_nimg)
         step = GanStep(self.G, self.D, self.G_ema, self.loss, self.opt_G, self.opt_D, settings, self.device,
-                       self.dist)
+                       self.dist, self.lr_decay)
         return accelerate(step, compile, channels_last=channels_last, notify=notify)
 
     def batches(self, step_fn) -> list:
@@ -132,6 +133,9 @@ def build_run(c: TrainAppConfig, device: torch.device, dataset: Optional[ArrayDa
                          device_resident=c.dataset.device_resident, rank=dist.rank, world_size=dist.world_size)
     fixed_z, fixed_c = fixed_inputs(G, spec, c.trainer.num_sample_images, c.seed, device)
     t = c.trainer
+    steps = total_steps(c.trainer, spec.size)
     settings = StepSettings(t.n_critic, t.ema_decay, c.dataset.flip, c.device.precision, t.ema_rampup, t.batch_size)
+    # made before any checkpoint is restored: the decay starts from the configured lrs, not the saved ones
+    lr_decay = LrDecay(c.optimizer.lr_decay, (opt_D, opt_G), steps) if c.optimizer.lr_decay != "none" else None
     return BuiltRun(dataset, G, D, G_ema, loss, opt_G, opt_D, source, settings, fixed_z, fixed_c,
-                    total_steps(c.trainer, spec.size), device, dist)
+                    steps, device, dist, lr_decay)

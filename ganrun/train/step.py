@@ -29,6 +29,7 @@ from torch import nn
 
 from ganrun.data import to_model_range
 from ganrun.losses import DInputs, GInputs, LossSpec
+from ganrun.optim import LrDecay
 from ganrun.train.distributed import Dist
 from ganrun.train.ema import EmaUpdate
 from ganrun.train.phases import Batch, Phase, Stats, run_phases, total_grad_norm
@@ -57,7 +58,7 @@ class GanStep:
 
     def __init__(self, G: nn.Module, D: nn.Module, G_ema: Optional[nn.Module], loss: LossSpec,
                  opt_G: torch.optim.Optimizer, opt_D: torch.optim.Optimizer, settings: StepSettings,
-                 device: torch.device, dist: Optional[Dist] = None) -> None:
+                 device: torch.device, dist: Optional[Dist] = None, lr_decay: Optional[LrDecay] = None) -> None:
         self.G, self.D, self.G_ema = G, D, G_ema
         self.dist = dist or Dist()  # several ranks: global draws sliced per rank, gradients averaged
         self.loss = loss
@@ -80,6 +81,7 @@ class GanStep:
             self.phases.append(Phase("D_reg", D, opt_D, scaler(), 0, self._d_reg_loss, every=loss.d_reg_every,
                                      sync=sync))
         self.phases.append(Phase("G", G, opt_G, scaler(), 0, self._g_loss, sync=sync))
+        self._lr_decay = lr_decay  # optimizer.lr_decay: each group's lr as a function of the step
         self._last_real: tuple[Any, Any] = (None, None)  # the last D batch's reals, for D_reg and G terms
         self._last_fake: tuple[Any, Any] = (None, None)  # and its fakes (detached), for D_reg terms
 
@@ -145,6 +147,8 @@ class GanStep:
 
     def __call__(self, batches: list[Batch], step_index: int) -> Stats:
         assert len(batches) == self.batches_per_step, (len(batches), self.batches_per_step)
+        if self._lr_decay is not None:  # host floats, set before the updates (never inside a captured graph)
+            self._lr_decay(step_index)
         stats = run_phases(self.phases, batches, step_index)
         self._last_real = self._last_fake = (None, None)
         # EMA of G's weights, with its ramp-up (ganrun.train.ema); buffers are copied
