@@ -325,3 +325,12 @@ def test_a_decayed_run_ends_at_the_last_steps_lr_and_graph_capture_refuses_it(ga
                   f"hydra.run.dir={tmp_path / 'g'}")
     assert proc.returncode == 2 and "trainer.compile=inductor or none" in proc.stderr
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+
+
+def test_g_activation_relu_replaces_every_leaky_relu_of_g():
+    G, _ = build_models(model_cfg(g_widths=[7, 9]), POINTS)
+    assert sum(isinstance(m, nn.LeakyReLU) for m in G.modules()) == 2
+    G, D = build_models(model_cfg(g_widths=[7, 9], g_activation="relu"), POINTS)
+    assert sum(isinstance(m, nn.ReLU) for m in G.modules()) == 2
+    assert not any(isinstance(m, nn.LeakyReLU) for m in G.modules())
+    assert sum(isinstance(m, nn.LeakyReLU) for m in D.modules()) == 2  # D keeps its own, one per hidden layer

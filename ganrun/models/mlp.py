@@ -10,7 +10,8 @@ D: x flattened [+ Embedding(num_classes, embed_dim)(c)] → Linear 512 → LReLU
    PacGAN packing (Lin et al. 2018, `model.pack=m`): D reads m samples at once, their flattened
    inputs (and label embeddings) concatenated into one row of width m·(prod(shape) [+ embed]),
    and gives one logit per pack (N/m,); the batch must divide by m.
-`model.g_norm=none` drops G's BatchNorm layers (the precise 2-D mixture G of configs/experiment/).
+`model.g_norm=none` drops G's BatchNorm layers and `model.g_activation=relu` replaces its LeakyReLUs
+(together: the precise 2-D mixture G of configs/experiment/ring8.yaml, grid25.yaml).
 `model.g_widths` / `model.d_widths` replace the hidden widths (the PacGAN mixture nets are
 G 400×4, D 200×3); on the 2-D mixtures configs/dataset_model/ sets 3 × 128 for both.
 """
@@ -32,6 +33,7 @@ from ganrun.models.layers import MinibatchStdDev, apply_spectral_norm
 
 G_WIDTHS = (256, 512, 1024)
 G_NORMS = ("batch", "none")
+G_ACTIVATIONS = {"leaky_relu": lambda: nn.LeakyReLU(0.2), "relu": nn.ReLU}
 D_WIDTHS = (512, 256)
 
 
@@ -45,6 +47,7 @@ class MLPConfig(ModelConfig):
     g_widths: list[int] = field(default_factory=list)  # G hidden widths; []: (256, 512, 1024)
     d_widths: list[int] = field(default_factory=list)  # D hidden widths; []: (512, 256)
     g_norm: str = "batch"  # G normalization after each hidden activation: batch (BatchNorm1d) or none
+    g_activation: str = "leaky_relu"  # G hidden activation: leaky_relu (slope 0.2) or relu
 
     def check(self, spec=None) -> None:
         if not 0.0 <= self.dropout < 1.0:
@@ -52,6 +55,7 @@ class MLPConfig(ModelConfig):
         if self.pack < 1:
             raise UserError(f"model.pack must be >= 1, got {self.pack}")
         one_of("model.g_norm", self.g_norm, G_NORMS)
+        one_of("model.g_activation", self.g_activation, list(G_ACTIVATIONS))
         for key in ("g_widths", "d_widths"):
             if any(w <= 0 for w in getattr(self, key)):
                 raise UserError(f"model.{key} must list positive widths, got {list(getattr(self, key))}")
@@ -60,13 +64,14 @@ class MLPConfig(ModelConfig):
 class MLPGenerator(Generator):
     def __init__(self, latent_dim: int, out_shape: tuple[int, ...], num_classes: int = 0,
                  embed_dim: int = 50, tanh: bool = True, widths: Sequence[int] = G_WIDTHS,
-                 norm: str = "batch") -> None:
+                 norm: str = "batch", activation: str = "leaky_relu") -> None:
         super().__init__(latent_dim, out_shape, num_classes)
         self.embed = nn.Embedding(num_classes, embed_dim) if num_classes else None
         layers: list[nn.Module] = []
         width = latent_dim + (embed_dim if num_classes else 0)
         for out in widths:
-            layers += [nn.Linear(width, out), nn.LeakyReLU(0.2)] + ([nn.BatchNorm1d(out)] if norm == "batch" else [])
+            layers += [nn.Linear(width, out), G_ACTIVATIONS[activation]()]
+            layers += [nn.BatchNorm1d(out)] if norm == "batch" else []
             width = out
         layers.append(nn.Linear(width, math.prod(out_shape)))
         if tanh:
@@ -113,7 +118,8 @@ class MLPDiscriminator(Discriminator):
 def build_mlp(cfg: MLPConfig, spec):
     num_classes = spec.num_classes if cfg.conditional else 0
     G = MLPGenerator(cfg.latent_dim, spec.shape, num_classes, cfg.embed_dim, tanh=spec.is_image,
-                     widths=tuple(cfg.g_widths) or G_WIDTHS, norm=cfg.g_norm)
+                     widths=tuple(cfg.g_widths) or G_WIDTHS, norm=cfg.g_norm,
+                     activation=cfg.g_activation)
     D = MLPDiscriminator(spec.shape, num_classes, cfg.embed_dim, cfg.dropout, cfg.minibatch_std, cfg.pack,
                          widths=tuple(cfg.d_widths) or D_WIDTHS)
     if cfg.spectral_norm:
