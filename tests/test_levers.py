@@ -334,3 +334,15 @@ def test_g_activation_relu_replaces_every_leaky_relu_of_g():
     assert sum(isinstance(m, nn.ReLU) for m in G.modules()) == 2
     assert not any(isinstance(m, nn.LeakyReLU) for m in G.modules())
     assert sum(isinstance(m, nn.LeakyReLU) for m in D.modules()) == 2  # D keeps its own, one per hidden layer
+
+
+def test_the_config_accepts_exactly_the_lr_decays_there_are():
+    from ganrun.config.validate import validate_optimizer
+    from ganrun.config.schema import OptimizerConfig
+    from ganrun.errors import UserError
+    from ganrun.optim import LR_DECAYS
+
+    for kind in LR_DECAYS:
+        validate_optimizer(OptimizerConfig(name="adam", lr_decay=kind))
+    with pytest.raises(UserError, match="optimizer.lr_decay must be one of none, linear, cosine"):
+        validate_optimizer(OptimizerConfig(name="adam", lr_decay="exp"))
