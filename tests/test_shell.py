@@ -64,7 +64,7 @@ def test_bash_completion_of_commands_groups_options_and_keys(shim):
     assert complete(shim, "ganrun tr") == ["train"]
     assert "model=" in complete(shim, "ganrun train mod")
     assert complete(shim, "ganrun train model=") == [f"model={n}" for n in MODELS.names()]
-    assert complete(shim, "ganrun train model=dcgan optimizer.l") == ["optimizer.lr="]
+    assert complete(shim, "ganrun train model=dcgan optimizer.l") == ["optimizer.lr=", "optimizer.lr_decay="]
     # keys follow the options chosen earlier on the line
     assert "trainer.n_critic=" in complete(shim, "ganrun train model=wgan_gp trainer.n_")
     assert complete(shim, "ganrun eval eval.feat") == ["eval.features="]
