@@ -19,6 +19,7 @@ from ganrun.models import build_models
 from ganrun.optim import LrDecay
 from ganrun.train.ema import EmaUpdate, half_life_images
 from ganrun.train.step import GanStep, StepSettings
+from tests.conftest import read_events
 
 IMAGES = DataSpec(name="tiny", kind="images", shape=(1, 16, 16), size=64, num_classes=0)
 POINTS = DataSpec(name="ring8", kind="points", shape=(2,), size=64, num_classes=0,
@@ -316,11 +317,19 @@ def test_the_step_sets_each_groups_lr_from_the_built_one_whatever_a_checkpoint_l
 def test_a_decayed_run_ends_at_the_last_steps_lr_and_graph_capture_refuses_it(ganrun, tmp_path):
     run = tmp_path / "r"
     proc = ganrun("train", "dataset=ring8", "device=cpu", "optimizer.lr_decay=linear", "optimizer.lr=1e-3",
-                  "trainer.max_steps=8", "trainer.batch_size=16", f"hydra.run.dir={run}")
+                  "trainer.max_steps=8", "trainer.batch_size=16", "trainer.log_every=1", f"hydra.run.dir={run}")
     assert proc.returncode == 0, proc.stderr[-1500:]
     state = torch.load(run / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
     for key in ("opt_G", "opt_D"):
         assert state[key]["param_groups"][0]["lr"] == pytest.approx(1e-3 * (1 - 7 / 8))  # step index 7 of 8
+    events = read_events(run)  # TensorBoard's lr/G and lr/D: the lr each step trained at
+    for tag in ("lr/G", "lr/D"):
+        logged = [(e.step, e.value) for e in events.Scalars(tag)]
+        assert logged == [(s, pytest.approx(1e-3 * (1 - (s - 1) / 8))) for s in range(1, 9)]
+    constant = tmp_path / "c"
+    assert ganrun("train", "dataset=ring8", "device=cpu", "trainer.max_steps=2", "trainer.batch_size=16",
+                  f"hydra.run.dir={constant}").returncode == 0
+    assert "lr/G" not in read_events(constant).Tags()["scalars"]
     proc = ganrun("train", "dataset=ring8", "device=cpu", "optimizer.lr_decay=cosine", "trainer.compile=graph",
                   f"hydra.run.dir={tmp_path / 'g'}")
     assert proc.returncode == 2 and "trainer.compile=inductor or none" in proc.stderr

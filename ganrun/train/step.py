@@ -150,6 +150,9 @@ class GanStep:
         if self._lr_decay is not None:  # host floats, set before the updates (never inside a captured graph)
             self._lr_decay(step_index)
         stats = run_phases(self.phases, batches, step_index)
+        if self._lr_decay is not None:  # the decayed learning rates, as TensorBoard's lr/G and lr/D
+            for name, opt in (("lr/G", self.opt_G), ("lr/D", self.opt_D)):
+                stats[name] = torch.full((), opt.param_groups[0]["lr"], device=self.device)
         self._last_real = self._last_fake = (None, None)
         # EMA of G's weights, with its ramp-up (ganrun.train.ema); buffers are copied
         if self._ema is not None:
