@@ -36,6 +36,10 @@ class EmaUpdate:
         self.G_ema, self.G = G_ema, G
         self.decay, self.rampup, self.batch_size = decay, rampup, batch_size
         device = next(G.parameters()).device
+        # listed once (the per-step walk of the module tree cost more than the lerp on a small G);
+        # load_state_dict copies into these same tensors
+        self._ema, self._params = list(G_ema.parameters()), list(G.parameters())
+        self._buffers = list(zip(G_ema.buffers(), G.buffers()))
         self.half_life = half_life_images(decay, batch_size) if rampup > 0 else math.inf
         self.nimg = torch.full((), float(start_nimg), dtype=torch.float64, device=device)  # images seen
 
@@ -46,13 +50,12 @@ class EmaUpdate:
 
     @torch.no_grad()
     def __call__(self) -> None:
-        ema = list(self.G_ema.parameters())
-        params = list(self.G.parameters())
+        ema, params = self._ema, self._params
         if self.rampup > 0:
             beta = self.beta().to(ema[0].dtype)
             torch._foreach_lerp_(ema, params, 1.0 - beta)
             self.nimg.add_(self.batch_size)
         else:
             torch._foreach_lerp_(ema, params, 1.0 - self.decay)
-        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
+        for b_ema, b in self._buffers:
             b_ema.copy_(b)

@@ -25,7 +25,7 @@ variant of the step (`GanStep.variant`) can be captured as a CUDA graph.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import torch
@@ -46,6 +46,12 @@ class Phase:
     forward: Forward
     every: int = 1  # steps between runs of this phase (a lazy regularization phase: k)
     sync: Callable[[nn.Module], None] = lambda module: None  # gradients averaged over the ranks, in place
+    # the module's parameters, listed once: walking the module tree for them on every update was a
+    # tenth of a small model's CPU step (a 2-D mixture MLP); load_state_dict copies into these tensors
+    params: list[nn.Parameter] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.params = list(self.module.parameters())
 
     @property
     def updates(self) -> int:
@@ -55,21 +61,29 @@ class Phase:
         return step_index % self.every == 0
 
 
-def total_grad_norm(module: nn.Module) -> torch.Tensor:
-    """‖∇θ‖₂ over all of `module`'s gradients, on the device (no host sync)."""
-    return torch.nn.utils.get_total_norm([p.grad for p in module.parameters() if p.grad is not None])
+def total_grad_norm(module: nn.Module | list[nn.Parameter]) -> torch.Tensor:
+    """‖∇θ‖₂ over all of `module`'s gradients (or a list of parameters'), on the device (no host sync)."""
+    params = module.parameters() if isinstance(module, nn.Module) else module
+    return torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
 
 
-def run_phase(phase: Phase, trained: list[nn.Module], batch: Optional[Batch], step_index: int, stats: Stats) -> None:
+def _trainable(phases: list[Phase], module: Optional[nn.Module]) -> None:
+    """requires_grad on `module`'s parameters only (None: on every phase's module's)."""
+    for phase in phases:
+        flag = module is None or phase.module is module
+        for p in phase.params:
+            p.requires_grad_(flag)
+
+
+def run_phase(phase: Phase, phases: list[Phase], batch: Optional[Batch], step_index: int, stats: Stats) -> None:
     """One update of `phase.module`: the same sequence for every phase."""
     phase.optimizer.zero_grad(set_to_none=True)
-    for module in trained:
-        module.requires_grad_(module is phase.module)
+    _trainable(phases, phase.module)
     loss = phase.forward(batch, step_index, stats)
     phase.scaler.scale(loss).backward()
     phase.sync(phase.module)
     phase.scaler.unscale_(phase.optimizer)
-    stats[f"grad_norm/{phase.name}"] = total_grad_norm(phase.module)
+    stats[f"grad_norm/{phase.name}"] = total_grad_norm(phase.params)
     phase.scaler.step(phase.optimizer)
     phase.scaler.update()
 
@@ -77,14 +91,12 @@ def run_phase(phase: Phase, trained: list[nn.Module], batch: Optional[Batch], st
 def run_phases(phases: list[Phase], batches: list[Batch], step_index: int) -> Stats:
     """Every phase due at `step_index`, in order, each on its share of `batches` (a phase that takes
     batches is due every step); the trained modules end trainable."""
-    trained = [p.module for p in phases]
     stats: Stats = {}
     it = iter(batches)
     for phase in phases:
         if not phase.due(step_index):
             continue
         for _ in range(phase.updates):
-            run_phase(phase, trained, next(it) if phase.batches else None, step_index, stats)
-    for module in trained:
-        module.requires_grad_(True)
+            run_phase(phase, phases, next(it) if phase.batches else None, step_index, stats)
+    _trainable(phases, None)
     return stats
