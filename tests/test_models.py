@@ -237,6 +237,37 @@ def test_minibatch_std_adds_one_feature_or_channel():
     assert D.head.in_features == 256 + 1
 
 
+def test_a_conditional_minibatch_std_measures_the_spread_within_each_class():
+    """One image per class (G ignoring z) reads as no spread to a conditional D, though the
+    classes differ; class-mixed groups of 4 would read that batch as diverse."""
+    c = torch.arange(12) // 4  # classes 0, 0, 0, 0, 1, ...: the strided groups of 4 mix them
+    collapsed = torch.randn(3, 5, 4, 4)[c]  # every sample of a class the same map
+    per_class = MinibatchStdDev(num_classes=3)(collapsed, c)[:, 5]
+    assert per_class.abs().max() < 1e-3
+    assert MinibatchStdDev()(collapsed)[:, 5].min() > 0.1  # groups of 4 mix the classes
+    varied = collapsed + torch.randn(12, 1, 1, 1) * torch.tensor([0.0, 1.0, 3.0])[c].view(12, 1, 1, 1)
+    spread = MinibatchStdDev(num_classes=3)(varied, c)[:, 5, 0, 0]
+    assert spread[c == 0].max() < 1e-3 and (spread[c == 2] > spread[c == 1]).all()  # each class its own
+    assert torch.equal(spread[c == 1], spread[c == 1][:1].expand(4))  # one value per class
+    # the conditional families group by class; unconditional ones and packed MLPs cannot
+    for family, kwargs in (("cdcgan", NARROW["cdcgan"]), ("cgan", {})):
+        _, D = build(family, image_spec(1, 32), minibatch_std=True, **kwargs)
+        assert D.mbstd.num_classes == 10
+        torch.manual_seed(0)
+        x = torch.randn(3, 1, 32, 32)[c]
+        ones = torch.ones(12, dtype=torch.long)
+        seen = {}
+        D.head.register_forward_hook(lambda m, i, o: seen.update(h=i[0]))
+        D.eval()(x, c)
+        spread_seen = seen["h"].flatten(1)[:, -1]
+        D(x, ones)  # the same images under one label: the classes now differ within it
+        assert seen["h"].flatten(1)[:, -1].min() > 5 * spread_seen.max()  # (small features at init)
+    _, D = build("mlp", image_spec(1, 32), minibatch_std=True)
+    assert D.mbstd.num_classes == 0
+    _, D = build("cgan", image_spec(1, 32), minibatch_std=True, pack=2)
+    assert D.mbstd.num_classes == 0
+
+
 def test_generator_is_standalone():
     """The classes can be used without the builder (for notebooks)."""
     G = DCGANGenerator(16, (3, 64, 64), ngf=4)

@@ -210,6 +210,57 @@ def test_feature_matching_is_in_the_g_update():
     assert "loss/feature_matching" in stats
 
 
+def test_mode_seeking_pairs_the_labels_and_is_in_the_g_update():
+    """MSGAN's term on a conditional G: the G batch's halves share labels, and G's gradient is the
+    objective's plus w / (mean|G(z₁,c) − G(z₂,c)| / mean|z₁ − z₂| + ε), written out."""
+
+    def conditional_step(**options) -> GanStep:
+        torch.manual_seed(0)
+        G, D = build_models(model_config("mlp", dropout=0.0, conditional=True), SPEC)
+        D.eval()
+        opt_G, opt_D = build_optimizers(OptimizerConfig(name="adam"), G, D)
+        return GanStep(G, D, None, build_loss(LossConfig(name="non_saturating", **options)), opt_G, opt_D,
+                       StepSettings(1, 0.0, False, "fp32"), CPU)
+
+    x, _ = batches()[0]
+    labelled = [(x, torch.arange(N) % 10)]
+
+    def one_step(step):
+        G0 = copy.deepcopy(step.G)
+        seen = []
+        step.G.embed.register_forward_hook(lambda m, args, out: seen.append(args[0].clone()))
+        torch.manual_seed(5)
+        stats = step(labelled, 0)
+        return G0, copy.deepcopy(step.D).requires_grad_(False), seen[-1], stats  # seen[-1]: the G phase's labels
+
+    def hand(G0, D1, weight):
+        torch.manual_seed(5)
+        torch.randn(N, G0.latent_dim)  # the D phase's z (its labels are the reals')
+        z = torch.randn(N, G0.latent_dim)
+        c = torch.randint(10, (N,))
+        c = torch.cat([c[: N // 2], c[: N // 2]])
+        fake = G0(z, c)
+        loss = F.softplus(-D1(fake, c)).mean()
+        if weight:
+            h = N // 2
+            apart = (fake[:h] - fake[h:]).abs().mean() / (z[:h] - z[h:]).abs().mean()
+            loss = loss + weight / (apart + 1e-5)
+        loss.backward()
+        return grads(G0), c
+
+    step = conditional_step(mode_seeking=2.0)
+    G0, D1, labels, stats = one_step(step)
+    want, c = hand(copy.deepcopy(G0), D1, 2.0)
+    assert torch.equal(labels, c) and torch.equal(labels[: N // 2], labels[N // 2:])
+    assert_grads(grads(step.G), want, different_from=hand(copy.deepcopy(G0), D1, 0.0)[0])
+    assert "loss/mode_seeking" in stats and stats["loss/mode_seeking"] > 0
+    # off: the G phase's labels are uniform draws, unpaired
+    G0, _, labels, stats = one_step(conditional_step())
+    torch.manual_seed(5)
+    torch.randn(N, G0.latent_dim), torch.randn(N, G0.latent_dim)
+    assert torch.equal(labels, torch.randint(10, (N,))) and "loss/mode_seeking" not in stats
+
+
 def test_n_critic_updates_d_once_per_batch_and_the_step_asks_for_them():
     step = make_step(n_critic=3)
     assert step.batches_per_step == 3

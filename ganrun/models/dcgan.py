@@ -34,6 +34,8 @@ Conditional (`model=cdcgan`, or `model.conditional=true` on any of the three nam
   8ndf)(c), Σ_hw φ(x)⟩, with ψ the unconditional head above and φ(x) the 8ndf × 4 × 4 features
   summed over positions. The embedding is initialised N(0, 0.02) and spectrally normalised with
   the other layers when `model.spectral_norm=true`.
+- `model.minibatch_std=true` takes the std within each class of the batch (`MinibatchStdDev`
+  with `num_classes`): groups that mix classes read a G that draws one image per class as diverse.
 """
 
 from __future__ import annotations
@@ -117,7 +119,7 @@ class DCGANDiscriminator(Discriminator):
         for a, b in zip(w, w[1:]):
             layers += [nn.Conv2d(a, b, 4, 2, 1, bias=False), NORMS[norm](b), nn.LeakyReLU(0.2)]  # halves H, W
         self.features = nn.Sequential(*layers)  # (N, w[-1], 4, 4)
-        self.mbstd = MinibatchStdDev() if minibatch_std else None
+        self.mbstd = MinibatchStdDev(num_classes=num_classes) if minibatch_std else None  # within class when conditional
         self.head = nn.Conv2d(w[-1] + (1 if minibatch_std else 0), 1, 4, 1, 0, bias=False)  # 4×4 → 1×1
         self.embed = nn.Embedding(num_classes, w[-1]) if num_classes else None  # projection
         dcgan_init(self)
@@ -127,7 +129,7 @@ class DCGANDiscriminator(Discriminator):
     def forward_features(self, x: torch.Tensor, c: Optional[torch.Tensor] = None):
         assert_shape(x, (None, *self.in_shape), "D input")
         h = self.features(x)  # (N, 8ndf, 4, 4)
-        logits = self.head(h if self.mbstd is None else self.mbstd(h)).flatten()  # (N,)
+        logits = self.head(h if self.mbstd is None else self.mbstd(h, c)).flatten()  # (N,)
         if self.embed is not None:
             logits = logits + (self.embed(c) * h.sum((2, 3))).sum(1)  # + ⟨embed(c), Σ_hw φ(x)⟩
         return logits, h.flatten(1)

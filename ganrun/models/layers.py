@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import nn
 
@@ -11,24 +13,44 @@ class MinibatchStdDev(nn.Module):
 
     Gives D a direct view of sample diversity, so a collapsed G is easy to spot (Karras et al.
     2018). Works on (N, F) vectors and (N, C, H, W) maps; adds one feature / one channel.
+
+    With `num_classes` (a conditional D) and labels `c`, a group is the batch's samples of one
+    class: the std is taken within each class. Groups that mix classes measure how the classes
+    differ, which a G that draws one image per class keeps high; within a class the std is what
+    such a G loses. A class with a single sample in the batch reads 0, in real and fake batches
+    alike (D's fakes take the reals' labels).
     """
 
-    def __init__(self, group_size: int = 4) -> None:
+    def __init__(self, group_size: int = 4, num_classes: int = 0) -> None:
         super().__init__()
         self.group_size = group_size
+        self.num_classes = num_classes
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c: Optional[torch.Tensor] = None) -> torch.Tensor:
+        n = x.shape[0]
+        y = self._per_class(x, c) if self.num_classes and c is not None else self._per_group(x)  # (N,)
+        y = y.to(x.dtype)
+        if x.ndim == 2:
+            return torch.cat([x, y[:, None]], dim=1)
+        return torch.cat([x, y[:, None, None, None].expand(n, 1, *x.shape[2:])], dim=1)
+
+    def _per_group(self, x: torch.Tensor) -> torch.Tensor:
         n = x.shape[0]
         g = min(self.group_size, n)
         if n % g:
             g = 1 if n % 2 else 2
         y = x.reshape(g, -1, *x.shape[1:]).float()  # (G, N/G, ...)
         y = (y - y.mean(0)).square().mean(0).add(1e-8).sqrt()  # (N/G, ...) std over the group
-        y = y.flatten(1).mean(1)  # (N/G,)
-        y = y.repeat(g).to(x.dtype)  # (N,)
-        if x.ndim == 2:
-            return torch.cat([x, y[:, None]], dim=1)
-        return torch.cat([x, y[:, None, None, None].expand(n, 1, *x.shape[2:])], dim=1)
+        return y.flatten(1).mean(1).repeat(g)  # (N,)
+
+    def _per_class(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Pure tensor work (one-hot matmuls, no host sync on the labels), so the step stays capturable."""
+        onehot = nn.functional.one_hot(c, self.num_classes).float()  # (N, K)
+        counts = onehot.sum(0).clamp_min(1.0)[:, None]  # (K, 1)
+        flat = x.flatten(1).float()  # (N, F)
+        mean = onehot.T @ flat / counts  # (K, F)
+        var = onehot.T @ (flat - onehot @ mean).square() / counts  # (K, F) within-class variance
+        return onehot @ var.add(1e-8).sqrt().mean(1)  # (N,) each sample's class spread
 
 
 def apply_spectral_norm(module: nn.Module) -> nn.Module:

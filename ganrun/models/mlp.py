@@ -97,7 +97,8 @@ class MLPDiscriminator(Discriminator):
             layers += [nn.Linear(width, out), nn.LeakyReLU(0.2), nn.Dropout(dropout)]
             width = out
         self.features = nn.Sequential(*layers)
-        self.mbstd = MinibatchStdDev() if minibatch_std else None
+        # within class when conditional and unpacked (a packed row mixes labels)
+        self.mbstd = MinibatchStdDev(num_classes=num_classes if pack == 1 else 0) if minibatch_std else None
         self.head = nn.Linear(width + (1 if minibatch_std else 0), 1)
 
     def forward_features(self, x: torch.Tensor, c: Optional[torch.Tensor] = None):
@@ -109,7 +110,7 @@ class MLPDiscriminator(Discriminator):
             h = torch.cat([h, self.embed(c)], dim=1)
         h = h.reshape(h.shape[0] // self.pack, -1)  # (N/m, m·width): consecutive samples packed
         feats = self.features(h)  # (N/m, widths[-1])
-        logits = self.head(feats if self.mbstd is None else self.mbstd(feats)).squeeze(1)  # (N/m,)
+        logits = self.head(feats if self.mbstd is None else self.mbstd(feats, c)).squeeze(1)  # (N/m,)
         return logits, feats
 
 

@@ -62,6 +62,7 @@ class GanStep:
         self.G, self.D, self.G_ema = G, D, G_ema
         self.dist = dist or Dist()  # several ranks: global draws sliced per rank, gradients averaged
         self.loss = loss
+        self._pairs_labels = any(t.pairs_labels for t in loss.acting_in("G"))  # mode seeking: pairs share labels
         self.opt_G, self.opt_D = opt_G, opt_D
         self.settings = settings
         self.device = device
@@ -221,15 +222,19 @@ class GanStep:
         return total
 
     def _g_loss(self, batch: None, step_index: int, stats: Stats) -> torch.Tensor:
-        """G phase: D frozen; fresh noise (and uniform labels) of the D batches' size."""
+        """G phase: D frozen; fresh noise (and uniform labels) of the D batches' size; with a term that
+        compares fakes of one label (`pairs_labels`), the second half of the labels repeats the first."""
         real, c_real = self._last_real
         z, c_fake = self._noise(real.shape[0])
+        if c_fake is not None and self._pairs_labels:
+            half = c_fake.shape[0] // 2  # the second half takes the first half's labels
+            c_fake = torch.cat([c_fake[:half], c_fake[:half], c_fake[2 * half:]])
         with self.autocast():
             fake = self.G_forward(z, c_fake)
             fake_logits, fake_features = self.D_features(self._d_input(fake), c_fake)
         g_loss = self.loss.objective.g_loss(fake_logits.float())
         total = g_loss
-        ctx = GInputs(self.D_features, fake_features, real, c_real, self._d_input, self.autocast)
+        ctx = GInputs(self.D_features, fake_features, real, c_real, self._d_input, self.autocast, fake, z)
         total = total + self._terms(self.loss.acting_in("G"), ctx, step_index, stats)
         stats["loss/G"] = g_loss.detach()
         return total

@@ -10,7 +10,8 @@ A regularizer is a frozen dataclass registered in `REGULARIZERS` under its name.
                noise, DiffAugment;
     `targets`  the objective's real/fake targets (`targets()`): label smoothing;
     `D`        adds a term to D's loss (`penalty(ctx: DInputs)`): gradient penalty, R1;
-    `G`        adds a term to G's loss (`penalty(ctx: GInputs)`): feature matching;
+    `G`        adds a term to G's loss (`penalty(ctx: GInputs)`): feature matching, mode seeking;
+               `pairs_labels`: the G phase's second half of the batch takes the first half's labels;
 - random draws go through what the step passes (`transform`'s `draws`, `DInputs.rand`), so that
   several ranks draw one global batch's values and keep their slices (ganrun.train.distributed's
   `Dist` has the methods of `Draws`);
@@ -79,7 +80,7 @@ class DInputs:
 
 @dataclass(frozen=True)
 class GInputs:
-    """What a G-phase term sees: D's features of the fakes, and the last D batch's reals."""
+    """What a G-phase term sees: the fakes, their z and D's features of them, and the last D batch's reals."""
 
     D_features: Callable  # (x, c) -> (logits, features), possibly compiled
     fake_features: torch.Tensor  # (N, F)
@@ -87,6 +88,8 @@ class GInputs:
     c_real: Optional[torch.Tensor]
     d_input: Callable[[torch.Tensor], torch.Tensor]  # the D-input transforms
     autocast: Callable[[], ContextManager]
+    fake: Optional[torch.Tensor] = None  # (N, ...) G's samples of this phase, before the D-input transforms
+    z: Optional[torch.Tensor] = None  # (N, latent) their latents
 
 
 class Regularizer:
@@ -98,6 +101,7 @@ class Regularizer:
     per_sample: ClassVar[bool] = False  # a per-sample term: D must not mix samples (BatchNorm)
     double_backward: ClassVar[bool] = False  # differentiates through ∇ₓD (no compiled D)
     makes_lipschitz: ClassVar[bool] = False  # keeps a critic Lipschitz (what wasserstein needs)
+    pairs_labels: ClassVar[bool] = False  # a G term comparing fakes of one label: the G batch's halves share labels
 
     @classmethod
     def key_names(cls) -> tuple[str, ...]:
