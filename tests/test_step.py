@@ -311,6 +311,32 @@ def test_each_objective_logs_what_its_outputs_mean(loss, present, absent):
     assert {"loss/D", "loss/G", "grad_norm/D", "grad_norm/G"} <= set(stats)
 
 
+@pytest.mark.parametrize("conditional, model, first", [(False, "dcgan", "model.minibatch_std=true"),
+                                                         (True, "cdcgan", "loss.mode_seeking=1.0")])
+def test_the_collapse_hint_names_overrides_that_compose(compose_train, conditional, model, first):
+    """A collapsed conditional G is pointed to mode seeking first (within-class minibatch std and
+    feature matching did not undo it, docs/presets.md); every override the hint names composes and
+    turns its lever on."""
+    import re
+
+    from omegaconf import OmegaConf
+
+    from ganrun.observe.health import Health
+
+    health = Health(conditional=conditional)
+    assert health.check_metrics({"diversity_ratio/domain": 0.5}) == []
+    (warning,) = health.check_metrics({"diversity_ratio/domain": 0.1})
+    assert "0.10× that of real data" in warning
+    named = re.findall(r"\b((?:model|loss)\.\w+=[\w.]+)", warning)
+    assert named[0] == first and ("loss.mode_seeking=1.0" in named) == conditional, named
+    base = compose_train([f"model={model}"])
+    for override in named:
+        key, value = override.split("=")
+        cfg = compose_train([f"model={model}", override])
+        assert OmegaConf.select(cfg, key) != OmegaConf.select(base, key) and str(OmegaConf.select(cfg, key)).lower() == value
+    assert health.check_metrics({"diversity_ratio/domain": 0.1}) == []  # once per episode
+
+
 def test_health_reads_accuracies_only_where_the_objective_logs_them():
     from ganrun.observe.health import Health
 

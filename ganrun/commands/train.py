@@ -267,4 +267,4 @@ def _jobs(c: TrainAppConfig, cfg: DictConfig, built: BuiltRun, run_dir: Path, co
     return RunJobs(run_dir, tb, console, built.G, built.D, built.G_ema, built.opt_G, built.opt_D, built.source,
                    built.dataset, built.fixed_z, built.fixed_c, record, c.trainer.keep_last,
                    c.trainer.checkpoint_every, make_evaluator=make_evaluator if c.eval.every else None,
-                   stop=stop, health=Health())
+                   stop=stop, health=Health(conditional=built.fixed_c is not None))

@@ -5,7 +5,8 @@
   whose sign means nothing) stays near 100% for several log intervals, so G's gradients vanish
   (try label smoothing, instance noise, a lower D lr or spectral norm).
 - Sample diversity collapses: the mean pairwise feature distance of a fixed batch of samples
-  falls far below that of real data (mode collapse; try minibatch std or feature matching).
+  falls far below that of real data (mode collapse; try minibatch std or feature matching; a
+  conditional G that has learned to ignore z is pointed to mode seeking first).
 NaN/Inf losses stop the run in the loop itself. Each warning is given once per episode: it
 re-arms when the condition clears.
 """
@@ -20,6 +21,7 @@ class Health:
     d_acc_threshold: float = 0.99  # both accuracies above this count as "D wins"
     d_acc_patience: int = 3  # consecutive log intervals before warning
     diversity_floor: float = 0.25  # fake/real mean pairwise distance ratio below this warns
+    conditional: bool = False  # a conditional G: its collapse is within each class, mode seeking undoes it
     _d_streak: int = 0
     _d_warned: bool = False
     _div_warned: bool = False
@@ -46,8 +48,10 @@ class Health:
         if ratio < self.diversity_floor:
             if not self._div_warned:
                 self._div_warned = True
+                hint = ("a conditional G that ignores z; try loss.mode_seeking=1.0 or model.minibatch_std=true"
+                        if self.conditional else "try model.minibatch_std=true or loss.feature_matching=1.0")
                 return [f"sample diversity collapsed: mean pairwise feature distance is {ratio:.2f}× that of real "
-                        "data (mode collapse; try model.minibatch_std=true or loss.feature_matching)"]
+                        f"data (mode collapse: {hint})"]
         else:
             self._div_warned = False
         return []
