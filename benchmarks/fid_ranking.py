@@ -1,6 +1,6 @@
 """Does ganrun's FID rank runs the way independent feature networks do? (issue 13)
 
-    python -m benchmarks.fid_ranking runs/a runs/b runs/c ... [--out ranking.json]
+    python -m benchmarks.fid_ranking runs/a runs/b runs/c ... [--out ranking.json] [--num-samples 10000]
 
 ganrun's `fid10k/domain` measures in the features of its own domain classifier (a small CNN
 trained on the dataset). A metric that only agreed with itself would be worthless, so this
@@ -34,6 +34,7 @@ from torch import nn
 from ganrun import metrics as M
 from ganrun.config.schema import EvalConfig
 from ganrun.data import build_dataset
+from ganrun.errors import UserError
 from ganrun.evaluation import Evaluator
 from ganrun.evaluation.extract import to_signed_unit_range
 from ganrun.runtime import generate, sample_inputs
@@ -99,9 +100,19 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="+", help="run dirs or checkpoints (their EMA G is scored)")
     ap.add_argument("--out", type=Path, help="write the table and correlations as JSON here")
+    ap.add_argument("--num-samples", type=int, default=EvalConfig.num_samples,
+                    help="samples per run, and test images in the reference (default: ganrun's 10k)")
     args = ap.parse_args(argv)
+    try:
+        return rank(args)
+    except UserError as exc:  # a missing or foreign checkpoint, missing data: one line, exit 2
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def rank(args: argparse.Namespace) -> int:
     device = torch.device("cpu")
-    cfg = EvalConfig()
+    cfg = EvalConfig(num_samples=args.num_samples)
     loaded = [load_run(r, device) for r in args.runs]
     shapes = {(run.spec.name, tuple(run.spec.shape)) for run in loaded}
     if len(shapes) != 1:

@@ -45,3 +45,42 @@ def test_throughput_benchmark_runs_on_cpu_and_writes_json(tmp_path, cli_env):
     assert "baseline img/s" in proc.stdout and "ganrun img/s" in proc.stdout
     assert "no_such_model" in proc.stdout and "skipped" in proc.stdout
     assert "CLI start-up to the first training step" in proc.stdout
+
+
+def test_fid_ranking_scores_runs_as_ganrun_eval_does_and_refuses_mixed_data(ganrun, tmp_path, cli_env):
+    """benchmarks/fid_ranking.py on a tiny image run: its fid_domain is `ganrun eval`'s number for the
+    same samples, the same G given twice scores the same in all three networks, an untrained G is far
+    above the real-data floor in each, and runs of different datasets are refused in one line."""
+    from tests.conftest import FAST, make_idx_dataset
+
+    data = make_idx_dataset(tmp_path / "fm", n_train=1300, n_test=1300)
+    run, ring = tmp_path / "fm-run", tmp_path / "ring-run"
+    for where, args in ((run, [f"dataset.root={data}", "trainer.batch_size=32"]), (ring, ["dataset=ring8"])):
+        out = ganrun("train", *FAST, *args, "trainer.max_steps=5", f"hydra.run.dir={where}")
+        assert out.returncode == 0, out.stderr
+    evaluated = ganrun("eval", f"checkpoint={run}", "device=cpu", "eval.num_samples=1300")
+    assert evaluated.returncode == 0, evaluated.stderr
+    (written,) = (run / "checkpoints").glob("metrics_last_0000005_*-domain_seed0.json")
+    record = json.loads(written.read_text())
+    (fid,) = [v for k, v in record["metrics"].items() if k.startswith("fid") and k.endswith("/domain")]
+
+    def bench(*runs):
+        return subprocess.run([sys.executable, "-m", "benchmarks.fid_ranking", *map(str, runs), "--num-samples", "1300",
+                               "--out", str(tmp_path / "ranking.json")],
+                              cwd=ROOT, env=cli_env, capture_output=True, text=True, timeout=300)
+
+    proc = bench(run, run / "checkpoints" / "last.pt")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads((tmp_path / "ranking.json").read_text())
+    a, b = report["runs"]
+    assert a["fid_domain"] == pytest.approx(fid, rel=1e-9)
+    networks = ("fid_domain", "fid_pixel_mlp", "fid_pixel_pca64")
+    assert [a[k] for k in networks] == [b[k] for k in networks]
+    for k in networks:
+        assert math.isfinite(report["floor"][k]) and a[k] > 3 * report["floor"][k], (k, a[k], report["floor"][k])
+    assert 0.1 < report["pixel_mlp_test_accuracy"] <= 1.0
+    mixed = bench(run, ring)
+    assert mixed.returncode == 2 and "must share dataset and resolution" in mixed.stderr
+    assert len(mixed.stderr.strip().splitlines()) == 1 and "Traceback" not in mixed.stderr
+    missing = bench(tmp_path / "no-such-run")
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr, missing.stderr
