@@ -337,6 +337,29 @@ def test_the_collapse_hint_names_overrides_that_compose(compose_train, condition
     assert health.check_metrics({"diversity_ratio/domain": 0.1}) == []  # once per episode
 
 
+@pytest.mark.parametrize("model, conditional", [("mlp", False), ("cgan", True)])
+def test_a_training_run_gives_its_health_check_the_kind_of_generator(model, conditional, compose_train, idx_root,
+                                                                      tmp_path, monkeypatch):
+    """The run, not the user, tells the health check whether G is conditional, so a collapsed
+    conditional run is pointed to mode seeking."""
+    import ganrun.commands.train as train_command
+    from ganrun.observe.health import Health
+
+    made: list[Health] = []
+
+    class Recorded(Health):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(train_command, "Health", Recorded)
+    cfg = compose_train([f"model={model}", "dataset=fashion_mnist", f"dataset.root={idx_root}", "device=cpu",
+                         "trainer.max_steps=2", "trainer.batch_size=16", "eval.every=0", "logger.progress=none",
+                         "logger.tensorboard=false", "logger.print_config=false"])
+    train_command.train(cfg, run_dir=tmp_path / model)
+    assert [h.conditional for h in made] == [conditional]
+
+
 def test_health_reads_accuracies_only_where_the_objective_logs_them():
     from ganrun.observe.health import Health
 
