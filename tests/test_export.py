@@ -122,9 +122,11 @@ def test_every_family_exports_in_every_format(server, data, tmp_path, name, cond
 
 def test_points_export_and_refusals(server, tmp_path):
     """2-D data: unbounded output, (N, 2); an existing file is kept unless overwrite=true; a failed
-    parity check fails in one line and leaves no file."""
+    parity check fails in one line and leaves no file. The G has a categorical latent code, whose
+    erf and lookup export too."""
     run = tmp_path / "ring"
-    r = server.run(["train", "dataset=ring8", "dataset.num_points=512", "model.latent_dim=4", "device=cpu",
+    r = server.run(["train", "dataset=ring8", "dataset.num_points=512", "model.latent_dim=4",
+                    "model.latent_components=4", "device=cpu",
                     "trainer.max_steps=1", "trainer.batch_size=16", "logger.print_config=false",
                     "logger.tensorboard=false", "logger.progress=none", f"hydra.run.dir={run}"], tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -140,6 +140,59 @@ def test_without_diffaugment_D_sees_the_reals_as_they_are():
     assert torch.allclose(D.seen[0], x.float() / 127.5 - 1)
 
 
+# -- The categorical latent code ---------------------------------------------------------------
+
+def test_the_latent_code_is_uniform_over_its_components_and_read_from_z0_alone():
+    from ganrun.models.layers import CategoricalLatent
+
+    code = CategoricalLatent(7, embed_dim=3)
+    z = torch.randn(70_000, 4, generator=torch.Generator().manual_seed(0))
+    k = code.component(z)
+    counts = torch.bincount(k, minlength=7)
+    assert counts.shape == (7,) and (counts - 10_000).abs().max() < 400, counts  # ~4 sigma of a binomial
+    shuffled = torch.cat([z[:, :1], z[torch.randperm(len(z)), 1:]], dim=1)
+    assert torch.equal(code.component(shuffled), k)  # the rest of z does not choose the component
+    out = code(z[:8])
+    assert torch.equal(out, torch.cat([z[:8, 1:], code.embed.weight[k[:8]]], dim=1))  # (N, D - 1 + embed)
+    edge = torch.tensor([[-40.0, 0, 0, 0], [40.0, 0, 0, 0]])  # Phi = 0 and 1: the first and last component
+    assert code.component(edge).tolist() == [0, 6]
+
+
+@pytest.mark.parametrize("components", [0, 4])
+def test_G_with_a_latent_code_jumps_between_components_and_is_continuous_within(components):
+    """The lever's point: G's output jumps where z_0 crosses from one component to the next (so
+    disconnected modes need no bridge), and moves smoothly inside a component."""
+    from ganrun.models import model_config
+
+    G, _ = build_models(model_config("mlp", latent_dim=3, latent_components=components, embed_dim=5, g_norm="none",
+                                     g_widths=[32, 32]), POINTS)
+    assert first_linear(G).in_features == (2 + 5 if components else 3)
+    G.eval()
+    boundary = -0.6744897501960817  # Phi^-1(1/4): components 0 and 1 of 4 meet here
+    rest = torch.tensor([0.3, -0.7])
+
+    def at(z0):
+        return G(torch.cat([torch.tensor([z0]), rest])[None]).detach()
+
+    across = (at(boundary + 1e-4) - at(boundary - 1e-4)).norm()
+    within = (at(0.3 + 1e-4) - at(0.3 - 1e-4)).norm()
+    assert within < 1e-3
+    assert (across > 100 * within) == bool(components), (across, within)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"latent_components": 1}, "model.latent_components must be 0 (off) or >= 2, got 1"),
+    ({"latent_components": -3}, "model.latent_components must be 0 (off) or >= 2, got -3"),
+    ({"latent_components": 8, "latent_dim": 1}, "needs model.latent_dim >= 2, got 1"),
+])
+def test_a_latent_code_that_cannot_be_drawn_is_refused(values, message):
+    from ganrun.errors import UserError
+    from ganrun.models import model_config
+
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        model_config("mlp", **values).check(POINTS)
+
+
 # -- PacGAN packing ------------------------------------------------------------------------------
 
 def first_linear(D: nn.Module) -> nn.Linear:

@@ -1,11 +1,38 @@
-"""Building blocks shared by the families: minibatch stddev, spectral norm, DCGAN init."""
+"""Building blocks shared by the families: a categorical latent code, minibatch stddev, spectral norm, DCGAN init."""
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
 from torch import nn
+
+
+class CategoricalLatent(nn.Module):
+    """A categorical latent code drawn from G's own N(0, I) input: z's first coordinate picks one of
+    K learned embeddings, k = floor(K * Phi(z_0)) (uniform over the K components, since Phi(z_0) is
+    uniform), and the rest of z stays continuous: (N, D) -> (N, D - 1 + embed_dim).
+
+    A continuous G of one Gaussian must join disconnected modes with bridges of samples between
+    them; G fed a discrete code can send each component to its own mode (a disconnected latent, as
+    in DeLiGAN, Gurumurthy et al. 2017, and InfoGAN's categorical code without its mutual-information
+    term). z keeps its N(0, I) contract, so sampling, evaluation and ONNX export are unchanged
+    (Phi is written with erf, an ONNX operator).
+    """
+
+    def __init__(self, components: int, embed_dim: int) -> None:
+        super().__init__()
+        self.components = components
+        self.embed = nn.Embedding(components, embed_dim)
+
+    def component(self, z: torch.Tensor) -> torch.Tensor:
+        """(N, D) -> (N,) long: the component each z draws, from its first coordinate alone."""
+        uniform = 0.5 * (1.0 + torch.erf(z[:, 0] / math.sqrt(2.0)))  # Phi(z_0), in [0, 1]
+        return (uniform * self.components).long().clamp(max=self.components - 1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.cat([z[:, 1:], self.embed(self.component(z))], dim=1)
 
 
 class MinibatchStdDev(nn.Module):

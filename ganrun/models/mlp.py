@@ -14,6 +14,9 @@ D: x flattened [+ Embedding(num_classes, embed_dim)(c)] → Linear 512 → LReLU
 (together: the precise 2-D mixture G of configs/experiment/ring8.yaml, grid25.yaml).
 `model.g_widths` / `model.d_widths` replace the hidden widths (the PacGAN mixture nets are
 G 400×4, D 200×3); on the 2-D mixtures configs/dataset_model/ sets 3 × 128 for both.
+`model.latent_components=K` feeds G a categorical code drawn from z's first coordinate (K learned
+embeddings of embed_dim, layers.CategoricalLatent), so G can map disconnected modes from disjoint
+pieces of its input instead of drawing bridges between them.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from ganrun.config.schema import ModelConfig
 from ganrun.config.validate import one_of
 from ganrun.errors import UserError
 from ganrun.models.base import Discriminator, Generator, assert_shape, register_family
-from ganrun.models.layers import MinibatchStdDev, apply_spectral_norm
+from ganrun.models.layers import CategoricalLatent, MinibatchStdDev, apply_spectral_norm
 
 G_WIDTHS = (256, 512, 1024)
 G_NORMS = ("batch", "none")
@@ -48,12 +51,18 @@ class MLPConfig(ModelConfig):
     d_widths: list[int] = field(default_factory=list)  # D hidden widths; []: (512, 256)
     g_norm: str = "batch"  # G normalization after each hidden activation: batch (BatchNorm1d) or none
     g_activation: str = "leaky_relu"  # G hidden activation: leaky_relu (slope 0.2) or relu
+    latent_components: int = 0  # a categorical code of this many components, drawn from z's first coordinate; 0: off
 
     def check(self, spec=None) -> None:
         if not 0.0 <= self.dropout < 1.0:
             raise UserError(f"model.dropout must be in [0, 1), got {self.dropout}")
         if self.pack < 1:
             raise UserError(f"model.pack must be >= 1, got {self.pack}")
+        if self.latent_components < 0 or self.latent_components == 1:
+            raise UserError(f"model.latent_components must be 0 (off) or >= 2, got {self.latent_components}")
+        if self.latent_components and self.latent_dim < 2:
+            raise UserError(f"model.latent_components={self.latent_components} draws the code from z's first "
+                            f"coordinate and needs model.latent_dim >= 2, got {self.latent_dim}")
         one_of("model.g_norm", self.g_norm, G_NORMS)
         one_of("model.g_activation", self.g_activation, list(G_ACTIVATIONS))
         for key in ("g_widths", "d_widths"):
@@ -64,11 +73,12 @@ class MLPConfig(ModelConfig):
 class MLPGenerator(Generator):
     def __init__(self, latent_dim: int, out_shape: tuple[int, ...], num_classes: int = 0,
                  embed_dim: int = 50, tanh: bool = True, widths: Sequence[int] = G_WIDTHS,
-                 norm: str = "batch", activation: str = "leaky_relu") -> None:
+                 norm: str = "batch", activation: str = "leaky_relu", latent_components: int = 0) -> None:
         super().__init__(latent_dim, out_shape, num_classes)
         self.embed = nn.Embedding(num_classes, embed_dim) if num_classes else None
+        self.code = CategoricalLatent(latent_components, embed_dim) if latent_components else None
         layers: list[nn.Module] = []
-        width = latent_dim + (embed_dim if num_classes else 0)
+        width = latent_dim + (embed_dim if num_classes else 0) + (embed_dim - 1 if latent_components else 0)
         for out in widths:
             layers += [nn.Linear(width, out), G_ACTIVATIONS[activation]()]
             layers += [nn.BatchNorm1d(out)] if norm == "batch" else []
@@ -79,6 +89,8 @@ class MLPGenerator(Generator):
         self.net = nn.Sequential(*layers)
 
     def synthesize(self, z: torch.Tensor, c: Optional[torch.Tensor]) -> torch.Tensor:
+        if self.code is not None:
+            z = self.code(z)  # (N, latent - 1 + embed)
         if self.embed is not None:
             z = torch.cat([z, self.embed(c)], dim=1)  # (N, latent + embed)
         return self.net(z).view(z.shape[0], *self.out_shape)
@@ -120,7 +132,7 @@ def build_mlp(cfg: MLPConfig, spec):
     num_classes = spec.num_classes if cfg.conditional else 0
     G = MLPGenerator(cfg.latent_dim, spec.shape, num_classes, cfg.embed_dim, tanh=spec.is_image,
                      widths=tuple(cfg.g_widths) or G_WIDTHS, norm=cfg.g_norm,
-                     activation=cfg.g_activation)
+                     activation=cfg.g_activation, latent_components=cfg.latent_components)
     D = MLPDiscriminator(spec.shape, num_classes, cfg.embed_dim, cfg.dropout, cfg.minibatch_std, cfg.pack,
                          widths=tuple(cfg.d_widths) or D_WIDTHS)
     if cfg.spectral_norm:
