@@ -34,7 +34,9 @@ def test_ring8_eval_has_a_floor_and_a_full_scatter(ganrun, ring_run):
     assert out.returncode == 0, out.stderr
     record = json.loads(next((ring_run / "checkpoints").glob("metrics_*.json")).read_text())
     floor = record["floor"]
-    assert set(floor) == {"modes_covered2.5k/mixture", "high_quality_fraction2.5k/mixture", "reverse_kl2.5k/mixture"}
+    assert set(floor) == {"modes_covered2.5k/mixture", "high_quality_fraction2.5k/mixture", "reverse_kl2.5k/mixture",
+                          "mode_spread2.5k/mixture"}
+    assert abs(floor["mode_spread2.5k/mixture"] - 1) < 0.05  # the test split is drawn from the mixture
     assert floor["modes_covered2.5k/mixture"] == 8 and floor["high_quality_fraction2.5k/mixture"] > 0.95
     assert record["feature_network_accuracy"] is None
     assert "floor (real vs real)" in out.stdout

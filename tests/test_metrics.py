@@ -307,6 +307,32 @@ def test_mixture_metrics_perfect_collapsed_and_empty():
     assert math.isnan(empty["reverse_kl"])
 
 
+@pytest.mark.parametrize("dim", [2, 3])
+def test_mode_spread_is_one_for_the_mixture_and_reads_how_wide_the_modes_are(dim):
+    """HQ counts a sample on its mode centre as perfect; the spread says the modes are too tight.
+    The reference is the mixture itself, drawn here: its own spread is 1 (within sampling noise)."""
+    from ganrun.metrics import mode_spread
+
+    rng = np.random.default_rng(dim)
+    centers, std = np.zeros((6, dim)), 0.05
+    centers[:, 0] = np.arange(6) * 2.0  # modes 40σ apart on a line
+    pick = rng.integers(0, 6, size=60_000)
+    for scale, expected in ((1.0, 1.0), (0.5, None), (1.3, None)):
+        x = centers[pick] + rng.normal(scale=scale * std, size=(60_000, dim))
+        hq = np.linalg.norm(x - centers[pick], axis=1) < 3 * std
+        # the same ratio by brute force: this draw's RMS within 3σ over a large draw of the mixture's own
+        own = rng.normal(scale=std, size=(1_000_000, dim))
+        own = own[np.linalg.norm(own, axis=1) < 3 * std]
+        brute = np.sqrt(np.mean(np.sum((x - centers[pick])[hq] ** 2, axis=1)) / np.mean(np.sum(own ** 2, axis=1)))
+        got = mode_spread(x, centers, std)
+        assert got == pytest.approx(brute, rel=0.01), (scale, got, brute)
+        if expected is not None:
+            assert got == pytest.approx(expected, abs=0.01)
+    assert mode_spread(centers[pick], centers, std) == 0.0  # every sample on a centre: 100% HQ, no width
+    assert math.isnan(mode_spread(centers + 1.0, centers, std))  # nothing high quality
+    assert mixture_metrics(centers[pick], centers, std)["mode_spread"] == 0.0
+
+
 # ------------------------------------------------------------------------------------ names
 
 

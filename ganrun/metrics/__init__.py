@@ -4,7 +4,7 @@
     kid.py         kid_from_features: cubic-kernel unbiased MMD² over seeded subsets
     prdc.py        prdc_from_features: precision/recall (k=3), density/coverage (k=5), chunked
     classifier.py  classifier_score (Inception-Score formula on the domain classifier), histograms
-    mixture.py     mixture_metrics: modes covered, high-quality fraction, reverse KL (2-D mixtures)
+    mixture.py     mixture_metrics: modes covered, high-quality fraction, reverse KL, mode spread (2-D mixtures)
 
 Metric names state the protocol, `<kind><samples>/<network>`: see `metric_name`.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 from ganrun.metrics.classifier import class_histogram, classifier_score, conditional_accuracy, kl_to_uniform
 from ganrun.metrics.fid import feature_statistics, fid_from_features, frechet_distance, min_fid_samples
 from ganrun.metrics.kid import kid_from_features
-from ganrun.metrics.mixture import high_quality_fraction, mixture_metrics, modes_covered, reverse_kl
+from ganrun.metrics.mixture import high_quality_fraction, mixture_metrics, mode_spread, modes_covered, reverse_kl
 from ganrun.metrics.prdc import density_coverage, precision_recall, prdc_from_features
 
 
@@ -41,6 +41,6 @@ def metric_name(kind: str, num_samples: int, network: str) -> str:
 __all__ = [
     "class_histogram", "classifier_score", "conditional_accuracy", "density_coverage", "feature_statistics",
     "fid_from_features", "frechet_distance", "high_quality_fraction", "kid_from_features", "kl_to_uniform",
-    "metric_name", "min_fid_samples", "mixture_metrics", "modes_covered", "precision_recall",
+    "metric_name", "min_fid_samples", "mixture_metrics", "mode_spread", "modes_covered", "precision_recall",
     "prdc_from_features", "reverse_kl", "sample_count_tag",
 ]

@@ -33,7 +33,8 @@ SEED = "seed"
 UNFINISHED = "unfinished"  # no result.json: running, or killed before it could write one
 # final-metric columns, in this order, when present: images (FID/KID/precision/recall), 2-D mixtures
 METRICS = {"fid": "FID", "kid": "KID", "precision": "precision", "recall": "recall",
-           "modes_covered": "modes", "high_quality_fraction": "HQ", "reverse_kl": "reverse KL"}
+           "modes_covered": "modes", "high_quality_fraction": "HQ", "reverse_kl": "reverse KL",
+           "mode_spread": "spread"}
 
 
 @dataclass
